@@ -1,0 +1,356 @@
+#include "config.hpp"
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "text.hpp"
+
+namespace vac {
+
+using json = nlohmann::json;
+
+namespace {
+
+const char* type_name(const json& j) {
+  switch (j.type()) {
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::null: return "null";
+    default: return "a number";
+  }
+}
+
+// Reads one JSON object, remembering which keys were asked for, so that whatever is left
+// over is reported as unknown with the closest known key.
+class ObjectReader {
+ public:
+  ObjectReader(const json& j, std::string path, std::vector<std::string>& errors,
+               const std::string& file)
+      : j_(j), path_(std::move(path)), errors_(errors), file_(file) {}
+
+  std::string where(const std::string& key) const {
+    return path_.empty() ? key : cat(path_, '.', key);
+  }
+  void error(const std::string& key, const std::string& msg) {
+    errors_.push_back(cat(file_, ": ", where(key), ": ", msg));
+  }
+  const json* find(const std::string& key) {
+    known_.push_back(key);
+    auto it = j_.find(key);
+    return it == j_.end() ? nullptr : &*it;
+  }
+
+  void str(const std::string& key, std::string& out, std::initializer_list<const char*> one_of = {}) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_string()) return error(key, cat("expected a string, got ", type_name(*v)));
+    std::string s = v->get<std::string>();
+    if (one_of.size()) {
+      std::vector<std::string> allowed(one_of.begin(), one_of.end());
+      bool ok = false;
+      for (auto& a : allowed) ok |= a == s;
+      if (!ok) {
+        std::string list;
+        for (auto& a : allowed) list += (list.empty() ? "" : ", ") + quote(a);
+        return error(key, cat("must be one of ", list, ", not ", quote(s)));
+      }
+    }
+    if (s.empty() && !one_of.size()) return error(key, "must not be empty");
+    out = s;
+  }
+  void duration(const std::string& key, Duration& out, Duration min = Duration(1)) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_string())
+      return error(key, cat("expected a duration string such as \"500ms\", got ", type_name(*v)));
+    std::string err;
+    Duration d{};
+    if (!parse_duration(v->get<std::string>(), d, err)) return error(key, err);
+    if (d < min) return error(key, cat("must be at least ", format_duration(min)));
+    out = d;
+  }
+  void integer(const std::string& key, int& out, int min, int max) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_number_integer())
+      return error(key, cat("expected a whole number, got ", type_name(*v)));
+    long long n = v->get<long long>();
+    if (n < min || n > max) return error(key, cat("must be between ", min, " and ", max));
+    out = static_cast<int>(n);
+  }
+  void boolean(const std::string& key, bool& out) {
+    const json* v = find(key);
+    if (!v) return;
+    if (!v->is_boolean()) return error(key, cat("expected true or false, got ", type_name(*v)));
+    out = v->get<bool>();
+  }
+  // Calls each(reader) for a nested object; returns false if absent or not an object.
+  template <typename F>
+  bool object(const std::string& key, F&& each) {
+    const json* v = find(key);
+    if (!v) return false;
+    if (!v->is_object()) return error(key, cat("expected an object, got ", type_name(*v))), false;
+    ObjectReader r(*v, where(key), errors_, file_);
+    each(r);
+    r.finish();
+    return true;
+  }
+  void finish() {
+    for (auto it = j_.begin(); it != j_.end(); ++it) {
+      bool ok = false;
+      for (auto& k : known_) ok |= k == it.key();
+      if (ok) continue;
+      std::string hint = closest_match(it.key(), known_);
+      error(it.key(), hint.empty() ? "unknown key" : cat("unknown key (did you mean ", quote(hint), "?)"));
+    }
+  }
+  // Calls each(reader, index) for every element of an array of objects.
+  template <typename F>
+  bool array_of_objects(const std::string& key, const std::string& what, F&& each) {
+    const json* v = find(key);
+    if (!v) return false;
+    if (!v->is_array() || v->empty())
+      return error(key, cat("expected a non-empty array of ", what)), false;
+    for (size_t i = 0; i < v->size(); ++i) {
+      std::string item = cat(key, '[', i, ']');
+      if (!(*v)[i].is_object()) {
+        error(item, cat("expected an object, got ", type_name((*v)[i])));
+        continue;
+      }
+      ObjectReader r((*v)[i], where(item), errors_, file_);
+      each(r, i);
+      r.finish();
+    }
+    return true;
+  }
+  void require(const std::string& key, const char* what) {
+    if (!j_.contains(key)) error(key, cat("missing: ", what));
+  }
+  const json& raw() const { return j_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  const json& j_;
+  std::string path_;
+  std::vector<std::string>& errors_;
+  const std::string& file_;
+  std::vector<std::string> known_;
+};
+
+std::string resolve(const std::string& base_dir, const std::string& p) {
+  if (p.empty() || p[0] == '/' || base_dir.empty()) return p;
+  return cat(base_dir, '/', p);
+}
+
+void read_probe(ObjectReader& r, ProbeConfig& p) {
+  if (const json* e = r.find("exec")) {
+    bool ok = e->is_array() && !e->empty();
+    for (auto& a : *e) ok &= a.is_string();
+    if (!ok)
+      r.error("exec", "expected a non-empty array of strings, e.g. [\"pcheck\", \"--name\", \"java\"]");
+    else
+      p.exec = e->get<std::vector<std::string>>();
+  } else {
+    r.error("exec", "missing: the command to run, e.g. [\"pcheck\", \"--name\", \"java\"]");
+  }
+  r.str("protocol", p.protocol, {"jsonl", "exit"});
+  r.duration("interval", p.interval, Duration(10000));
+  bool has_timeout = r.raw().contains("timeout");
+  r.duration("timeout", p.timeout, Duration(1000));
+  if (!has_timeout) p.timeout = std::min<Duration>(p.interval, 10s);
+  r.integer("fall", p.fall, 1, 1000);
+  r.integer("rise", p.rise, 1, 1000);
+  r.boolean("critical", p.critical);
+}
+
+void read_address(ObjectReader& r, const std::string& key, std::string& out) {
+  std::string s;
+  r.str(key, s);
+  if (s.empty()) return;
+  std::string host, err;
+  int port = 0;
+  if (!parse_address(s, host, port, err)) return r.error(key, err);
+  out = s;
+}
+
+void read_peer(ObjectReader& r, PeerConfig& p, const std::string& base) {
+  r.require("name", "the peer node's name");
+  r.str("name", p.name);
+  r.require("links", "at least one {\"listen\": \"ADDR:PORT\", \"peer\": \"ADDR:PORT\"}");
+  r.array_of_objects("links", "{\"listen\": ..., \"peer\": ...}", [&](ObjectReader& l, size_t) {
+    LinkConfig link;
+    l.require("listen", "the local address to listen on, \"ADDR:PORT\"");
+    l.require("peer", "the peer's address, \"ADDR:PORT\"");
+    read_address(l, "listen", link.listen);
+    read_address(l, "peer", link.peer);
+    p.links.push_back(link);
+  });
+  r.require("key_file", "the pre-shared key file (create one with `vacataire keygen`)");
+  r.str("key_file", p.key_file);
+  p.key_file = resolve(base, p.key_file);
+  r.duration("heartbeat", p.heartbeat, Duration(1000));
+  r.duration("dead_after", p.dead_after, Duration(1000));
+  if (p.dead_after <= p.heartbeat)
+    r.error("dead_after", cat("must be longer than heartbeat (", format_duration(p.heartbeat),
+                              "), or one late heartbeat loses the peer"));
+}
+
+}  // namespace
+
+bool parse_address(const std::string& text, std::string& host, int& port, std::string& err) {
+  std::string port_s;
+  if (!text.empty() && text[0] == '[') {
+    auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return err = cat("bad address ", quote(text), ": expected \"[v6-address]:port\""), false;
+    host = text.substr(1, close - 1);
+    port_s = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      return err = cat("bad address ", quote(text), ": expected \"address:port\""), false;
+    host = text.substr(0, colon);
+    port_s = text.substr(colon + 1);
+  }
+  char* end = nullptr;
+  long n = std::strtol(port_s.c_str(), &end, 10);
+  if (port_s.empty() || *end != '\0' || n < 0 || n > 65535)
+    return err = cat("bad address ", quote(text), ": port must be a number from 0 to 65535"), false;
+  port = static_cast<int>(n);
+  return true;
+}
+
+std::string default_config_path() {
+  const char* env = std::getenv("VACATAIRE_CONFIG");
+  return env && *env ? env : "/etc/vacataire/vacataire.json";
+}
+
+bool parse_config(const std::string& text, const std::string& file, Config& c,
+                  std::vector<std::string>& errors) {
+  c = Config{};
+  c.file = file;
+  std::string base;
+  if (auto slash = file.rfind('/'); slash != std::string::npos) base = file.substr(0, slash);
+  if (base.empty() && !file.empty() && file[0] == '/') base = "/";
+
+  // Duplicate keys are legal JSON but almost always a mistake; keep a set of keys per object.
+  std::vector<std::set<std::string>> seen;
+  std::vector<std::string> dups;
+  json j;
+  try {
+    j = json::parse(text, [&](int, json::parse_event_t ev, json& parsed) {
+      if (ev == json::parse_event_t::object_start) seen.emplace_back();
+      if (ev == json::parse_event_t::object_end && !seen.empty()) seen.pop_back();
+      if (ev == json::parse_event_t::key && !seen.empty() &&
+          !seen.back().insert(parsed.get<std::string>()).second)
+        dups.push_back(parsed.get<std::string>());
+      return true;
+    });
+  } catch (const json::parse_error& e) {
+    size_t line = 1, col = 1;
+    for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
+      if (text[i] == '\n') ++line, col = 1;
+      else ++col;
+    }
+    std::string what = e.what();
+    if (auto p = what.find("syntax error"); p != std::string::npos) what = what.substr(p);
+    errors.push_back(cat(file, ':', line, ':', col, ": ", what));
+    return false;
+  }
+  for (auto& d : dups) errors.push_back(cat(file, ": duplicate key ", quote(d)));
+  if (!j.is_object()) {
+    errors.push_back(cat(file, ": expected a JSON object at the top level"));
+    return false;
+  }
+
+  ObjectReader top(j, "", errors, file);
+  top.object("node", [&](ObjectReader& r) {
+    r.str("name", c.node_name);
+    r.str("role", c.role, {"master", "standby"});
+    r.str("state_dir", c.state_dir);
+  });
+  top.str("services_dir", c.services_dir);
+  top.str("control_socket", c.control_socket);
+  top.str("control_group", c.control_group);
+  top.str("probes_dir", c.probes_dir);
+  top.object("peer", [&](ObjectReader& r) { read_peer(r, c.peer.emplace(), base); });
+  top.object("failover", [&](ObjectReader& r) {
+    r.str("failback", c.failover.failback, {"manual", "auto"});
+    r.duration("startup_grace", c.failover.startup_grace, Duration(0));
+    r.duration("isolation_after", c.failover.isolation_after, Duration(1000));
+    r.str("witness", c.failover.witness);
+    r.boolean("stop_without_peer", c.failover.stop_without_peer);
+  });
+  if (const json* probes = top.find("probes")) {
+    if (!probes->is_object()) {
+      top.error("probes", cat("expected an object of probes by name, got ", type_name(*probes)));
+    } else {
+      for (auto it = probes->begin(); it != probes->end(); ++it) {
+        std::string name = it.key();
+        if (!it->is_object()) {
+          top.error(cat("probes.", name), cat("expected an object, got ", type_name(*it)));
+          continue;
+        }
+        ObjectReader r(*it, cat("probes.", name), errors, file);
+        read_probe(r, c.probes[name]);
+        r.finish();
+      }
+    }
+  }
+  top.object("endpoints", [&](ObjectReader& r) {
+    read_address(r, "http", c.endpoint_http);
+    read_address(r, "agent_check", c.endpoint_agent_check);
+  });
+  top.str("notify_dir", c.notify_dir);
+  top.str("user", c.user);
+  top.object("restart", [&](ObjectReader& r) {
+    r.duration("backoff", c.restart.backoff, Duration(1000));
+    r.duration("backoff_max", c.restart.backoff_max, Duration(1000));
+    r.duration("stable_after", c.restart.stable_after, Duration(0));
+  });
+  top.finish();
+
+  if (!c.failover.witness.empty() && !c.probes.count(c.failover.witness))
+    errors.push_back(cat(file, ": failover.witness: no probe named ", quote(c.failover.witness),
+                         " in probes"));
+  if (c.restart.backoff_max < c.restart.backoff)
+    errors.push_back(cat(file, ": restart.backoff_max: must not be shorter than restart.backoff"));
+  if (c.peer && c.peer->name == c.node_name && !c.node_name.empty())
+    errors.push_back(cat(file, ": peer.name: the peer cannot have this node's own name"));
+
+  if (c.node_name.empty()) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    c.node_name = host;
+  }
+  c.state_dir = resolve(base, c.state_dir);
+  c.services_dir = resolve(base, c.services_dir);
+  c.control_socket = resolve(base, c.control_socket);
+  if (!c.probes_dir.empty()) c.probes_dir = resolve(base, c.probes_dir);
+  if (!c.notify_dir.empty()) c.notify_dir = resolve(base, c.notify_dir);
+  return errors.empty();
+}
+
+bool load_config(const std::string& file, Config& out, std::vector<std::string>& errors) {
+  std::ifstream in(file);
+  if (!in) {
+    errors.push_back(sys_error(cat("cannot read config ", file)));
+    return false;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) {
+    errors.push_back(sys_error(cat("cannot read config ", file)));
+    return false;
+  }
+  return parse_config(ss.str(), file, out, errors);
+}
+
+}  // namespace vac

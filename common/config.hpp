@@ -1,0 +1,86 @@
+// The configuration file (vacataire.json, see vacataire.json(5)). Strict: unknown keys, wrong
+// types and bad values are errors that name the key's path, with a "did you mean" where a
+// known key is close, and syntax errors carry line and column.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "duration.hpp"
+
+namespace vac {
+
+using namespace std::chrono_literals;
+
+struct ProbeConfig {
+  std::vector<std::string> exec;
+  std::string protocol = "jsonl";  // "jsonl" or "exit"
+  Duration interval = 1s;
+  Duration timeout = 1s;
+  int fall = 3;
+  int rise = 2;
+  bool critical = true;
+};
+
+struct LinkConfig {
+  std::string listen;
+  std::string peer;
+};
+
+struct PeerConfig {
+  std::string name;
+  std::vector<LinkConfig> links;
+  std::string key_file;
+  Duration heartbeat = 200ms;
+  Duration dead_after = 1s;
+};
+
+struct FailoverConfig {
+  std::string failback = "manual";  // "manual" or "auto"
+  Duration startup_grace = 3s;
+  Duration isolation_after = 3s;
+  std::string witness;  // a probe name, or empty
+  bool stop_without_peer = false;
+};
+
+// How services are restarted: the first death after a stable run restarts at once; deaths of
+// a service younger than stable_after back off from backoff to backoff_max, doubling.
+struct RestartConfig {
+  Duration backoff = 100ms;
+  Duration backoff_max = 30s;
+  Duration stable_after = 1s;
+};
+
+struct Config {
+  std::string file;  // where it was read from
+  std::string node_name;
+  std::string role = "master";
+  std::string state_dir = "/var/lib/vacataire";
+  std::string services_dir = "/etc/vacataire/services.d";
+  std::string control_socket = "/run/vacataire/control.sock";
+  std::string control_group;  // may use mutating commands besides root
+  std::string probes_dir;     // built-in probes; empty: the installed default
+  std::optional<PeerConfig> peer;
+  FailoverConfig failover;
+  std::map<std::string, ProbeConfig> probes;
+  std::string endpoint_http;
+  std::string endpoint_agent_check;
+  std::string notify_dir;
+  std::string user;
+  RestartConfig restart;
+};
+
+// Parses text (read from file, which relative paths are resolved against). On failure,
+// errors holds one message per problem, each starting with the file name.
+bool parse_config(const std::string& text, const std::string& file, Config& out,
+                  std::vector<std::string>& errors);
+bool load_config(const std::string& file, Config& out, std::vector<std::string>& errors);
+
+// "host:port" or "[v6]:port"; false with a reason when malformed.
+bool parse_address(const std::string& text, std::string& host, int& port, std::string& err);
+
+std::string default_config_path();  // $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json
+
+}  // namespace vac

@@ -1,0 +1,57 @@
+// The control socket: a Unix stream socket speaking one JSON request line and one JSON reply
+// line per connection. The server side lives in the supervisor's libev loop; the client side
+// is what the `vacataire` subcommands use. Who may do what is decided by the supervisor from
+// the caller's SO_PEERCRED credentials, which the server passes along with each request.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+
+#include <ev++.h>
+#include <nlohmann/json.hpp>
+
+#include "common/line_reader.hpp"
+
+namespace vac {
+
+struct Caller {
+  pid_t pid = 0;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+class ControlServer {
+ public:
+  using Handler = std::function<nlohmann::json(const nlohmann::json& request, const Caller&)>;
+
+  explicit ControlServer(Handler handler);
+  ~ControlServer();
+  // Binds path (refusing if another supervisor answers there), mode 0666: anyone may ask for
+  // status; mutating commands are checked per caller.
+  bool listen(const std::string& path, std::string& err);
+  void close_socket();
+
+ private:
+  struct Connection;
+  void on_accept(ev::io&, int);
+  void drop(Connection* c);
+
+  Handler handler_;
+  std::string path_;
+  int fd_ = -1;
+  ev::io accept_io_;
+  std::map<Connection*, std::unique_ptr<Connection>> conns_;
+};
+
+// Sends one request and reads the reply. Returns an exit code (exit_code::ok, unreachable or
+// system) and fills reply or err.
+int control_call(const std::string& socket_path, const nlohmann::json& request,
+                 nlohmann::json& reply, std::string& err, double timeout_s = 10);
+
+// Whether caller belongs to group (primary or supplementary, from /proc/PID/status).
+bool caller_in_group(const Caller& caller, gid_t group);
+
+}  // namespace vac

@@ -1,0 +1,145 @@
+// `vacataire`: the one command-line entry point (see vacataire(8)). CLI11 lives only here.
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include "common/config.hpp"
+#include "common/exit_codes.hpp"
+#include "common/log.hpp"
+#include "control.hpp"
+#include "service_dir.hpp"
+#include "status_view.hpp"
+#include "supervisor.hpp"
+
+namespace {
+
+using namespace vac;
+
+int fail(int code, const std::string& msg) {
+  std::fprintf(stderr, "vacataire: %s\n", msg.c_str());
+  return code;
+}
+
+bool load(const std::string& path, Config& config, std::vector<ServiceSpec>* specs,
+          std::vector<std::string>& errors) {
+  if (!load_config(path, config, errors)) return false;
+  if (specs) *specs = load_services(config.services_dir, errors);
+  return errors.empty();
+}
+
+int cmd_check_config(const std::string& path) {
+  Config config;
+  std::vector<ServiceSpec> specs;
+  std::vector<std::string> errors;
+  if (!load(path, config, &specs, errors)) {
+    for (auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+    std::fprintf(stderr, "vacataire: %zu error%s; nothing was started\n", errors.size(),
+                 errors.size() == 1 ? "" : "s");
+    return exit_code::config;
+  }
+  std::string order;
+  for (auto& s : specs) order += (order.empty() ? "" : " ") + s.name;
+  std::printf("%s: ok (node %s, %zu services, %zu probes)\n", path.c_str(),
+              config.node_name.c_str(), specs.size(), config.probes.size());
+  if (!specs.empty()) std::printf("start order: %s\n", order.c_str());
+  return exit_code::ok;
+}
+
+int cmd_run(const std::string& path) {
+  Config config;
+  std::vector<ServiceSpec> specs;
+  std::vector<std::string> errors;
+  if (!load(path, config, &specs, errors)) {
+    for (auto& e : errors) log_error("config", e);
+    return exit_code::config;
+  }
+  Supervisor supervisor(std::move(config), std::move(specs));
+  return supervisor.run();
+}
+
+int call(const std::string& path, const nlohmann::json& request, nlohmann::json& reply) {
+  Config config;
+  std::vector<std::string> errors;
+  if (!load(path, config, nullptr, errors)) {
+    for (auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+    return exit_code::config;
+  }
+  std::string err;
+  int rc = control_call(config.control_socket, request, reply, err);
+  if (rc != exit_code::ok) return fail(rc, err);
+  if (!reply.value("ok", false))
+    return fail(reply.value("code", exit_code::failed), reply.value("error", "refused"));
+  return exit_code::ok;
+}
+
+int cmd_status(const std::string& path, bool json) {
+  nlohmann::json reply;
+  int rc = call(path, {{"cmd", "status"}}, reply);
+  if (rc != exit_code::ok) return rc;
+  if (json) std::printf("%s\n", reply["status"].dump(2).c_str());
+  else std::fputs(render_status(reply["status"]).c_str(), stdout);
+  return exit_code::ok;
+}
+
+int cmd_svc(const std::string& path, const std::string& action, const std::string& name) {
+  nlohmann::json reply;
+  int rc = call(path, {{"cmd", "svc"}, {"action", action}, {"name", name}}, reply);
+  if (rc == exit_code::ok) std::printf("%s\n", reply.value("message", "ok").c_str());
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Le Vacataire: a two-node failover supervisor", "vacataire"};
+  app.require_subcommand(1);
+  std::string config = default_config_path();
+  app.add_option("-c,--config", config, "config file (default $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json)");
+
+  auto* run = app.add_subcommand("run", "supervise the services in the foreground");
+  std::string log_format = "text", log_level = "info";
+  run->add_option("--log-format", log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  run->add_option("--log-level", log_level, "debug, info, warn or error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  auto* status = app.add_subcommand("status", "show the node, its services and probes");
+  bool json = false;
+  status->add_flag("--json", json, "print the status as JSON");
+
+  auto* svc = app.add_subcommand("svc", "control one service");
+  std::string action, name;
+  svc->add_option("action", action, "up, down, restart or kill")
+      ->required()
+      ->check(CLI::IsMember({"up", "down", "restart", "kill"}));
+  svc->add_option("name", name, "the service's directory name")->required();
+
+  auto* check = app.add_subcommand("check-config", "validate the config and services directory");
+
+  for (auto* sub : {run, status, svc, check})
+    sub->add_option("-c,--config", config, "config file");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return exit_code::usage;
+  }
+
+  if (*run) {
+    Level level = Level::info;
+    parse_level(log_level, level);
+    log_set_level(level);
+    log_set_json(log_format == "json");
+    return cmd_run(config);
+  }
+  if (*status) return cmd_status(config, json);
+  if (*svc) return cmd_svc(config, action, name);
+  if (*check) return cmd_check_config(config);
+  return exit_code::usage;
+}

@@ -1,0 +1,127 @@
+// One supervised service at run time: its process group, readiness, output, logger, finish
+// script and restart pacing. The Supervisor decides *whether* a service should run (wanted,
+// dependencies ready, shutting down); a Service carries that out and reports back through
+// ServiceHost::changed().
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <sys/types.h>
+
+#include <ev++.h>
+#include <nlohmann/json.hpp>
+
+#include "backoff.hpp"
+#include "common/line_reader.hpp"
+#include "service_dir.hpp"
+#include "spawn.hpp"
+
+namespace vac {
+
+using Clock = std::chrono::steady_clock;
+
+enum class ServiceState { down, starting, up, stopping, backoff };
+const char* to_string(ServiceState s);
+
+// What a Service needs from the supervisor around it.
+class ServiceHost {
+ public:
+  virtual ~ServiceHost() = default;
+  // Spawns a child and calls on_exit(pid, wait status) when it is reaped; -1 with err when
+  // it could not be started.
+  virtual pid_t start_child(const SpawnSpec& spec, std::function<void(pid_t, int)> on_exit,
+                            std::string& err) = 0;
+  virtual void record_group(pid_t pgid, const std::string& service, const char* role) = 0;
+  virtual void forget_group(pid_t pgid) = 0;
+  virtual void changed() = 0;
+  virtual const RestartConfig& restart_policy() const = 0;
+  virtual std::vector<std::string> base_env() const = 0;
+  virtual int null_fd() const = 0;
+};
+
+class Service {
+ public:
+  Service(ServiceSpec spec, ServiceHost& host);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  const ServiceSpec& spec() const { return spec_; }
+  const std::string& name() const { return spec_.name; }
+  // A new spec (SIGHUP): takes effect at the next start, as with runit.
+  void set_spec(ServiceSpec spec) { spec_ = std::move(spec); }
+
+  ServiceState state() const;
+  bool ready() const { return phase_ == Phase::running && ready_; }
+  bool idle() const { return phase_ == Phase::idle; }
+  bool in_backoff() const { return phase_ == Phase::backoff; }
+  pid_t pid() const { return pid_; }
+
+  bool want_up = false;
+
+  void start();        // idle -> starting (or up when it has no readiness check)
+  void stop();         // running -> stopping -> down; backoff -> down
+  void restart();      // stop, then the supervisor starts it again
+  void kill_now();     // SIGKILL the group: counts as a crash, restarted by policy
+  void skip_backoff(); // backoff -> idle, so the supervisor starts it now
+  void stop_logger();
+  bool logger_running() const { return logger_pid_ > 0; }
+
+  nlohmann::json status(Clock::time_point now) const;
+
+ private:
+  enum class Phase { idle, running, signalled, draining, finishing, backoff };
+
+  void on_exit(int status);
+  void check_drained();
+  void after_drain();
+  void after_finish();
+  void become_ready(const char* how);
+  void run_ready_check();
+  void start_logger();
+  void on_output(ev::io&, int);
+  void on_notify(ev::io&, int);
+  void on_timer(ev::timer&, int);
+  void on_ready_timer(ev::timer&, int);
+  void on_logger_timer(ev::timer&, int);
+  std::vector<std::string> child_env() const;
+
+  ServiceSpec spec_;
+  ServiceHost& host_;
+  Phase phase_ = Phase::idle;
+  bool ready_ = false;
+  bool stop_requested_ = false;
+  pid_t pid_ = 0;   // leader of the running process group
+  pid_t pgid_ = 0;  // kept after the leader exits, until the group is empty
+  Clock::time_point started_{}, ready_at_{}, state_since_{};
+  std::string last_exit_ = "-";
+  int restarts_ = 0;
+  Backoff backoff_;
+  Duration backoff_delay_{0};
+  Duration last_uptime_{0};
+  int last_status_ = 0;
+  Clock::time_point stop_deadline_{};
+
+  // One timer for the phase at hand: stop deadline, drain polling, finish timeout, backoff.
+  ev::timer timer_;
+  pid_t finish_pid_ = 0;
+
+  int notify_fd_ = -1;
+  ev::io notify_io_;
+  pid_t ready_pid_ = 0;
+  ev::timer ready_timer_;
+
+  // Output: either read here line by line, or a pipe kept open for log/run.
+  int out_r_ = -1, out_w_ = -1;
+  ev::io out_io_;
+  LineReader reader_{4096};
+  pid_t logger_pid_ = 0;
+  bool logger_wanted_ = true;
+  Clock::time_point logger_started_{};
+  Backoff logger_backoff_;
+  ev::timer logger_timer_;
+};
+
+}  // namespace vac

@@ -1,0 +1,43 @@
+// The supervisor's records in its state directory. Every process group it starts is written
+// to groups/PGID (with the leader's start time and the boot id, so a reused pid is never
+// mistaken for ours); a supervisor killed with -9 leaves them behind, and the next instance
+// stops those groups before it starts anything.
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include "common/duration.hpp"
+
+namespace vac {
+
+class StateDir {
+ public:
+  explicit StateDir(std::string dir) : dir_(std::move(dir)) {}
+  bool init(std::string& err);  // creates the directories
+  const std::string& path() const { return dir_; }
+
+  void record_group(pid_t pgid, const std::string& service, const std::string& role);
+  void forget_group(pid_t pgid);
+
+  struct Stale {
+    pid_t pgid;
+    std::string service, role;
+  };
+  // Finds groups of a previous instance that still have members on this boot.
+  std::vector<Stale> stale_groups();
+  // Stops them: SIGTERM (and SIGCONT), SIGKILL after grace; blocks until they are gone or the
+  // kill was sent. Removes their records.
+  void stop_stale_groups(Duration grace);
+
+ private:
+  std::string dir_;
+};
+
+// Helpers on /proc, shared with tests.
+bool group_alive(pid_t pgid);
+unsigned long long process_start_time(pid_t pid);  // 0 if no such process
+std::string boot_id();
+
+}  // namespace vac

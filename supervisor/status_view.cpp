@@ -1,0 +1,95 @@
+#include "status_view.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "common/text.hpp"
+
+namespace vac {
+
+namespace {
+using json = nlohmann::json;
+
+std::string field(const json& j, const char* key, const char* fallback = "-") {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  if (j[key].is_string()) return j[key].get<std::string>();
+  if (j[key].is_boolean()) return j[key].get<bool>() ? "yes" : "no";
+  return j[key].dump();
+}
+
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  std::string out;
+  for (auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+}  // namespace
+
+std::string format_age(double s) {
+  if (s < 0) s = 0;
+  long long t = static_cast<long long>(s);
+  if (t < 60) return cat(t, "s");
+  if (t < 3600) return cat(t / 60, "m", t % 60 < 10 ? "0" : "", t % 60, "s");
+  if (t < 86400) return cat(t / 3600, "h", (t % 3600) / 60 < 10 ? "0" : "", (t % 3600) / 60, "m");
+  return cat(t / 86400, "d", (t % 86400) / 3600, "h");
+}
+
+std::string render_status(const json& st) {
+  std::string out;
+  const json& node = st.value("node", json::object());
+  out += cat("node ", field(node, "name"), " (", field(node, "role"), ")  state ",
+             field(node, "state"), "  healthy ", field(node, "healthy"), "  epoch ",
+             field(node, "epoch"), "\n");
+  if (node.contains("reason")) out += cat("  ", field(node, "reason"), "\n");
+  const json& peer = st.value("peer", json::object());
+  if (field(peer, "state") == "none")
+    out += "peer none configured\n";
+  else
+    out += cat("peer ", field(peer, "name"), "  state ", field(peer, "state"), "\n");
+
+  std::vector<std::vector<std::string>> rows = {
+      {"SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"}};
+  const json services = st.value("services", json::object());
+  for (auto& [name, s] : services.items()) {
+    std::string state = field(s, "state");
+    if (field(s, "want") == "down" && state != "down") state += " (want down)";
+    if (field(s, "want") == "up" && state == "down") state += " (want up)";
+    if (s.contains("backoff_s")) state += cat(" ", format_age(s["backoff_s"].get<double>()));
+    rows.push_back({name, state, field(s, "pid"),
+                    s.contains("uptime_s") ? format_age(s["uptime_s"].get<double>()) : "-",
+                    field(s, "restarts"), field(s, "last_exit")});
+  }
+  out += "\n" + table(rows);
+
+  const json probes = st.value("probes", json::object());
+  if (!probes.empty()) {
+    std::vector<std::vector<std::string>> prow = {
+        {"PROBE", "STATE", "LAST", "LATENCY", "OK/WARN/FAIL", "DETAIL"}};
+    for (auto& [name, p] : probes.items()) {
+      std::string latency = p.contains("latency_ms") && !p["latency_ms"].is_null()
+                                ? cat(p["latency_ms"].get<double>(), "ms")
+                                : "-";
+      std::string counts = cat(p.value("ok_count", 0), "/", p.value("warn_count", 0), "/",
+                               p.value("fail_count", 0));
+      std::string state = field(p, "state");
+      if (p.contains("critical") && !p["critical"].get<bool>()) state += " (non-critical)";
+      prow.push_back({name, state, field(p, "last"), latency, counts, field(p, "detail", "")});
+    }
+    out += "\n" + table(prow);
+  }
+  return out;
+}
+
+}  // namespace vac

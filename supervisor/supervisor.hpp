@@ -1,0 +1,70 @@
+// `vacataire run`: the supervisor's event loop. It owns every child (one libev child watcher
+// for any pid, so orphans adopted as subreaper are reaped too), keeps each service at its
+// wanted state in dependency order, serves the control socket, and on SIGTERM/SIGINT stops
+// everything in reverse order before it exits.
+#pragma once
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include <ev++.h>
+
+#include "common/config.hpp"
+#include "control.hpp"
+#include "service.hpp"
+#include "state_dir.hpp"
+
+namespace vac {
+
+class Supervisor : public ServiceHost {
+ public:
+  Supervisor(Config config, std::vector<ServiceSpec> specs);
+  ~Supervisor() override;
+  int run();  // returns the process exit code
+
+  // ServiceHost
+  pid_t start_child(const SpawnSpec& spec, std::function<void(pid_t, int)> on_exit,
+                    std::string& err) override;
+  void record_group(pid_t pgid, const std::string& service, const char* role) override;
+  void forget_group(pid_t pgid) override;
+  void changed() override;
+  const RestartConfig& restart_policy() const override { return config_.restart; }
+  std::vector<std::string> base_env() const override { return env_; }
+  int null_fd() const override { return null_fd_; }
+
+ private:
+  Service* find(const std::string& name);
+  void reconcile();
+  bool dependents_active(const Service& s) const;
+  bool dependencies_ready(const Service& s);
+  void begin_shutdown(const char* why);
+  void reload();
+  void set_services(std::vector<ServiceSpec> specs);
+  nlohmann::json status() const;
+  nlohmann::json handle(const nlohmann::json& req, const Caller& caller);
+  nlohmann::json handle_svc(const nlohmann::json& req);
+  bool authorized(const Caller& caller, std::string& why) const;
+
+  void on_child(ev::child&, int);
+  void on_signal(ev::sig&, int);
+  void on_reconcile(ev::idle&, int);
+
+  Config config_;
+  std::vector<ServiceSpec> initial_specs_;
+  StateDir state_;
+  std::vector<std::unique_ptr<Service>> services_;  // in start order
+  std::vector<std::unique_ptr<Service>> retiring_;  // removed by a reload, stopping
+  std::unordered_map<pid_t, std::function<void(pid_t, int)>> children_;
+  std::vector<std::string> env_;
+  ControlServer control_;
+  ev::child child_watcher_;
+  ev::sig sigterm_, sigint_, sighup_;
+  ev::idle reconcile_idle_;
+  int null_fd_ = -1;
+  bool shutting_down_ = false;
+  bool in_reconcile_ = false, reconcile_again_ = false;
+  Clock::time_point started_;
+};
+
+}  // namespace vac
