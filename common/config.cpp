@@ -1,10 +1,10 @@
 #include "config.hpp"
 
+#include <unistd.h>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -18,12 +18,18 @@ namespace {
 
 const char* type_name(const json& j) {
   switch (j.type()) {
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::null: return "null";
-    default: return "a number";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::null:
+      return "null";
+    default:
+      return "a number";
   }
 }
 
@@ -47,7 +53,8 @@ class ObjectReader {
     return it == j_.end() ? nullptr : &*it;
   }
 
-  void str(const std::string& key, std::string& out, std::initializer_list<const char*> one_of = {}) {
+  void str(const std::string& key, std::string& out,
+           std::initializer_list<const char*> one_of = {}) {
     const json* v = find(key);
     if (!v) return;
     if (!v->is_string()) return error(key, cat("expected a string, got ", type_name(*v)));
@@ -108,7 +115,8 @@ class ObjectReader {
       for (auto& k : known_) ok |= k == it.key();
       if (ok) continue;
       std::string hint = closest_match(it.key(), known_);
-      error(it.key(), hint.empty() ? "unknown key" : cat("unknown key (did you mean ", quote(hint), "?)"));
+      error(it.key(),
+            hint.empty() ? "unknown key" : cat("unknown key (did you mean ", quote(hint), "?)"));
     }
   }
   // Calls each(reader, index) for every element of an array of objects.
@@ -154,7 +162,8 @@ void read_probe(ObjectReader& r, ProbeConfig& p) {
     bool ok = e->is_array() && !e->empty();
     for (auto& a : *e) ok &= a.is_string();
     if (!ok)
-      r.error("exec", "expected a non-empty array of strings, e.g. [\"pcheck\", \"--name\", \"java\"]");
+      r.error("exec",
+              "expected a non-empty array of strings, e.g. [\"pcheck\", \"--name\", \"java\"]");
     else
       p.exec = e->get<std::vector<std::string>>();
   } else {
@@ -256,8 +265,10 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   } catch (const json::parse_error& e) {
     size_t line = 1, col = 1;
     for (size_t i = 0; i + 1 < e.byte && i < text.size(); ++i) {
-      if (text[i] == '\n') ++line, col = 1;
-      else ++col;
+      if (text[i] == '\n')
+        ++line, col = 1;
+      else
+        ++col;
     }
     std::string what = e.what();
     if (auto p = what.find("syntax error"); p != std::string::npos) what = what.substr(p);
@@ -318,8 +329,8 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   top.finish();
 
   if (!c.failover.witness.empty() && !c.probes.count(c.failover.witness))
-    errors.push_back(cat(file, ": failover.witness: no probe named ", quote(c.failover.witness),
-                         " in probes"));
+    errors.push_back(
+        cat(file, ": failover.witness: no probe named ", quote(c.failover.witness), " in probes"));
   if (c.restart.backoff_max < c.restart.backoff)
     errors.push_back(cat(file, ": restart.backoff_max: must not be shorter than restart.backoff"));
   if (c.peer && c.peer->name == c.node_name && !c.node_name.empty())

@@ -18,6 +18,8 @@ bool parse_duration(std::string_view text, Duration& out, std::string& err,
 // Shortest exact spelling: 1500ms -> "1.5s", 90s -> "1m30s".
 std::string format_duration(Duration d);
 
-inline double seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
+inline double seconds(Duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 }  // namespace vac

@@ -1,7 +1,7 @@
 #include "line_reader.hpp"
 
-#include <cerrno>
 #include <unistd.h>
+#include <cerrno>
 
 namespace vac {
 

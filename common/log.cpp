@@ -1,8 +1,8 @@
 #include "log.hpp"
 
-#include <ctime>
 #include <sys/time.h>
 #include <unistd.h>
+#include <ctime>
 
 #include <nlohmann/json.hpp>
 
@@ -32,9 +32,15 @@ bool parse_level(std::string_view s, Level& out) {
   return false;
 }
 
-void log_set_json(bool json) { g_json = json; }
-void log_set_level(Level level) { g_level = level; }
-void log_set_fd(int fd) { g_fd = fd; }
+void log_set_json(bool json) {
+  g_json = json;
+}
+void log_set_level(Level level) {
+  g_level = level;
+}
+void log_set_fd(int fd) {
+  g_fd = fd;
+}
 
 void log_line(Level level, std::string_view component, std::string_view message) {
   if (level < g_level) return;

@@ -27,7 +27,9 @@ std::vector<std::string> split_lines(std::string_view s) {
   return out;
 }
 
-std::string quote(std::string_view s) { return nlohmann::json(std::string(s)).dump(); }
+std::string quote(std::string_view s) {
+  return nlohmann::json(std::string(s)).dump();
+}
 
 static size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
@@ -55,6 +57,8 @@ std::string closest_match(std::string_view word, const std::vector<std::string>&
   return best;
 }
 
-std::string sys_error(std::string_view what) { return cat(what, ": ", std::strerror(errno)); }
+std::string sys_error(std::string_view what) {
+  return cat(what, ": ", std::strerror(errno));
+}
 
 }  // namespace vac

@@ -43,8 +43,9 @@ bool Supervisor::authorized(const Caller& caller, std::string& why) const {
     why = cat("permission denied: this command needs root or membership of group ",
               config_.control_group);
   } else {
-    why = "permission denied: this command needs root (set control_group in the config to "
-          "allow a group)";
+    why =
+        "permission denied: this command needs root (set control_group in the config to "
+        "allow a group)";
   }
   return false;
 }
@@ -72,8 +73,9 @@ nlohmann::json Supervisor::handle_svc(const nlohmann::json& req) {
     std::vector<std::string> names;
     for (auto& o : services_) names.push_back(o->name());
     std::string hint = closest_match(name, names);
-    return refusal(exit_code::failed, cat("no service named ", quote(name),
-                                          hint.empty() ? "" : cat(" (did you mean ", quote(hint), "?)")));
+    return refusal(exit_code::failed,
+                   cat("no service named ", quote(name),
+                       hint.empty() ? "" : cat(" (did you mean ", quote(hint), "?)")));
   }
   if (shutting_down_) return refusal(exit_code::failed, "the supervisor is shutting down");
 
@@ -98,8 +100,10 @@ nlohmann::json Supervisor::handle_svc(const nlohmann::json& req) {
       d->skip_backoff();
     }
     s->want_up = true;
-    if (action == "restart") s->restart();
-    else s->skip_backoff();
+    if (action == "restart")
+      s->restart();
+    else
+      s->skip_backoff();
     message = cat(name, action == "up" ? ": up" : ": restarting");
   } else if (action == "down") {
     closure(closure, s, false);
@@ -111,13 +115,14 @@ nlohmann::json Supervisor::handle_svc(const nlohmann::json& req) {
     s->kill_now();
     message = cat(name, ": killed (SIGKILL to its process group)");
   } else {
-    return refusal(exit_code::usage, cat("unknown svc action ", quote(action),
-                                         " (use up, down, restart or kill)"));
+    return refusal(exit_code::usage,
+                   cat("unknown svc action ", quote(action), " (use up, down, restart or kill)"));
   }
   if (!also.empty()) {
     std::string list;
     for (auto& n : also) list += (list.empty() ? "" : ", ") + n;
-    message += cat(action == "down" ? " (with its dependents: " : " (with its dependencies: ", list, ")");
+    message +=
+        cat(action == "down" ? " (with its dependents: " : " (with its dependencies: ", list, ")");
   }
   log_info("control", "svc ", action, ' ', name);
   changed();

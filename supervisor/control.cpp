@@ -1,13 +1,13 @@
 #include "control.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
-#include <fstream>
-#include <sstream>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
@@ -78,7 +78,9 @@ struct ControlServer::Connection {
 };
 
 ControlServer::ControlServer(Handler handler) : handler_(std::move(handler)) {}
-ControlServer::~ControlServer() { close_socket(); }
+ControlServer::~ControlServer() {
+  close_socket();
+}
 
 bool ControlServer::listen(const std::string& path, std::string& err) {
   sockaddr_un addr;
@@ -163,7 +165,8 @@ int control_call(const std::string& socket_path, const nlohmann::json& request,
   if (!make_address(socket_path, addr, err)) return exit_code::usage;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return err = sys_error("socket"), exit_code::system;
-  timeval tv{static_cast<time_t>(timeout_s), static_cast<suseconds_t>((timeout_s - static_cast<long>(timeout_s)) * 1e6)};
+  timeval tv{static_cast<time_t>(timeout_s),
+             static_cast<suseconds_t>((timeout_s - static_cast<long>(timeout_s)) * 1e6)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {

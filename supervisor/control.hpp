@@ -4,11 +4,11 @@
 // the caller's SO_PEERCRED credentials, which the server passes along with each request.
 #pragma once
 
+#include <sys/socket.h>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <sys/socket.h>
 
 #include <ev++.h>
 #include <nlohmann/json.hpp>

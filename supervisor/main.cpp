@@ -2,14 +2,16 @@
 #include <cstdio>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
+#include <linux/close_range.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
 #include "control.hpp"
 #include "service_dir.hpp"
+#include "spawn.hpp"
 #include "status_view.hpp"
 #include "supervisor.hpp"
 
@@ -48,6 +50,9 @@ int cmd_check_config(const std::string& path) {
 }
 
 int cmd_run(const std::string& path) {
+  // Whatever fds we were started with must not leak into every service.
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+  raise_fd_limit();
   Config config;
   std::vector<ServiceSpec> specs;
   std::vector<std::string> errors;
@@ -78,8 +83,10 @@ int cmd_status(const std::string& path, bool json) {
   nlohmann::json reply;
   int rc = call(path, {{"cmd", "status"}}, reply);
   if (rc != exit_code::ok) return rc;
-  if (json) std::printf("%s\n", reply["status"].dump(2).c_str());
-  else std::fputs(render_status(reply["status"]).c_str(), stdout);
+  if (json)
+    std::printf("%s\n", reply["status"].dump(2).c_str());
+  else
+    std::fputs(render_status(reply["status"]).c_str(), stdout);
   return exit_code::ok;
 }
 
@@ -96,11 +103,13 @@ int main(int argc, char** argv) {
   CLI::App app{"Le Vacataire: a two-node failover supervisor", "vacataire"};
   app.require_subcommand(1);
   std::string config = default_config_path();
-  app.add_option("-c,--config", config, "config file (default $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json)");
+  app.add_option("-c,--config", config,
+                 "config file (default $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json)");
 
   auto* run = app.add_subcommand("run", "supervise the services in the foreground");
   std::string log_format = "text", log_level = "info";
-  run->add_option("--log-format", log_format, "text or json")->check(CLI::IsMember({"text", "json"}));
+  run->add_option("--log-format", log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
   run->add_option("--log-level", log_level, "debug, info, warn or error")
       ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
 
@@ -117,8 +126,7 @@ int main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check-config", "validate the config and services directory");
 
-  for (auto* sub : {run, status, svc, check})
-    sub->add_option("-c,--config", config, "config file");
+  for (auto* sub : {run, status, svc, check}) sub->add_option("-c,--config", config, "config file");
 
   try {
     app.parse(argc, argv);

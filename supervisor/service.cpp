@@ -1,10 +1,10 @@
 #include "service.hpp"
 
-#include <cerrno>
-#include <csignal>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
 
 #include "common/log.hpp"
 #include "state_dir.hpp"
@@ -17,24 +17,34 @@ constexpr auto kReadyPoll = std::chrono::milliseconds(50);
 constexpr auto kReadyTimeout = std::chrono::seconds(2);
 constexpr auto kLoggerStopTimeout = std::chrono::seconds(5);
 
-double secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double secs(Clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return cat("exit ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return cat("signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
+  if (WIFSIGNALED(status))
+    return cat("signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
   return cat("status ", status);
 }
 
-void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void set_nonblock(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
 }  // namespace
 
 const char* to_string(ServiceState s) {
   switch (s) {
-    case ServiceState::down: return "down";
-    case ServiceState::starting: return "starting";
-    case ServiceState::up: return "up";
-    case ServiceState::stopping: return "stopping";
-    case ServiceState::backoff: return "backoff";
+    case ServiceState::down:
+      return "down";
+    case ServiceState::starting:
+      return "starting";
+    case ServiceState::up:
+      return "up";
+    case ServiceState::stopping:
+      return "stopping";
+    case ServiceState::backoff:
+      return "backoff";
   }
   return "?";
 }
@@ -70,10 +80,14 @@ Service::~Service() {
 
 ServiceState Service::state() const {
   switch (phase_) {
-    case Phase::idle: return ServiceState::down;
-    case Phase::running: return ready_ ? ServiceState::up : ServiceState::starting;
-    case Phase::backoff: return ServiceState::backoff;
-    default: return ServiceState::stopping;
+    case Phase::idle:
+      return ServiceState::down;
+    case Phase::running:
+      return ready_ ? ServiceState::up : ServiceState::starting;
+    case Phase::backoff:
+      return ServiceState::backoff;
+    default:
+      return ServiceState::stopping;
   }
 }
 
@@ -104,12 +118,15 @@ void Service::start() {
   s.fds = {{0, host_.null_fd()}, {1, out_w_}, {2, out_w_}};
   int notify[2] = {-1, -1};
   if (spec_.notification_fd >= 0) {
-    if (pipe2(notify, O_CLOEXEC) != 0) log_error(spec_.name, sys_error("pipe"));
-    else s.fds.push_back({spec_.notification_fd, notify[1]});
+    if (pipe2(notify, O_CLOEXEC) != 0)
+      log_error(spec_.name, sys_error("pipe"));
+    else
+      s.fds.push_back({spec_.notification_fd, notify[1]});
   }
   std::string err;
   started_ = state_since_ = Clock::now();
-  pid_t pid = host_.start_child(s, [this](pid_t, int st) { on_exit(st); }, err);
+  pid_t pid = host_.start_child(
+      s, [this](pid_t, int st) { on_exit(st); }, err);
   if (notify[1] >= 0) close(notify[1]);
   if (pid < 0) {
     if (notify[0] >= 0) close(notify[0]);
@@ -301,7 +318,9 @@ void Service::on_timer(ev::timer&, int) {
                " after the stop signal (timeout-stop); sending SIGKILL");
       kill(-pgid_, SIGKILL);
       break;
-    case Phase::draining: check_drained(); break;
+    case Phase::draining:
+      check_drained();
+      break;
     case Phase::finishing:
       log_warn(spec_.name, "finish still running after ", format_duration(spec_.timeout_finish),
                "; sending SIGKILL");
@@ -311,7 +330,8 @@ void Service::on_timer(ev::timer&, int) {
       phase_ = Phase::idle;
       host_.changed();
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -333,14 +353,18 @@ void Service::stop() {
       stop_deadline_ = Clock::now() + spec_.timeout_stop;
       timer_.start(seconds(spec_.timeout_stop), 0);
       break;
-    default: break;  // idle, or already on its way down
+    default:
+      break;  // idle, or already on its way down
   }
 }
 
 void Service::restart() {
-  if (phase_ == Phase::running) stop();
-  else if (phase_ == Phase::backoff) skip_backoff();
-  else host_.changed();
+  if (phase_ == Phase::running)
+    stop();
+  else if (phase_ == Phase::backoff)
+    skip_backoff();
+  else
+    host_.changed();
 }
 
 void Service::kill_now() {
@@ -357,8 +381,10 @@ void Service::skip_backoff() {
 
 void Service::on_output(ev::io&, int) {
   auto r = reader_.read_from(out_r_, [this](std::string_view line, bool truncated) {
-    if (truncated) log_line(Level::info, spec_.name, cat(line, " [line truncated]"));
-    else log_line(Level::info, spec_.name, line);
+    if (truncated)
+      log_line(Level::info, spec_.name, cat(line, " [line truncated]"));
+    else
+      log_line(Level::info, spec_.name, line);
   });
   if (r != LineReader::ReadResult::again) out_io_.stop();
 }
@@ -425,7 +451,8 @@ nlohmann::json Service::status(Clock::time_point now) const {
   j["last_exit"] = last_exit_;
   if (phase_ == Phase::backoff) j["backoff_s"] = seconds(backoff_delay_);
   j["depends"] = spec_.depends;
-  if (spec_.has_log) j["logger_pid"] = logger_pid_ > 0 ? nlohmann::json(logger_pid_) : nlohmann::json(nullptr);
+  if (spec_.has_log)
+    j["logger_pid"] = logger_pid_ > 0 ? nlohmann::json(logger_pid_) : nlohmann::json(nullptr);
   return j;
 }
 

@@ -4,11 +4,11 @@
 // ServiceHost::changed().
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
-#include <sys/types.h>
 
 #include <ev++.h>
 #include <nlohmann/json.hpp>
@@ -61,11 +61,11 @@ class Service {
 
   bool want_up = false;
 
-  void start();        // idle -> starting (or up when it has no readiness check)
-  void stop();         // running -> stopping -> down; backoff -> down
-  void restart();      // stop, then the supervisor starts it again
-  void kill_now();     // SIGKILL the group: counts as a crash, restarted by policy
-  void skip_backoff(); // backoff -> idle, so the supervisor starts it now
+  void start();         // idle -> starting (or up when it has no readiness check)
+  void stop();          // running -> stopping -> down; backoff -> down
+  void restart();       // stop, then the supervisor starts it again
+  void kill_now();      // SIGKILL the group: counts as a crash, restarted by policy
+  void skip_backoff();  // backoff -> idle, so the supervisor starts it now
   void stop_logger();
   bool logger_running() const { return logger_pid_ > 0; }
 

@@ -1,14 +1,14 @@
 #include "service_dir.hpp"
 
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <sstream>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "common/text.hpp"
 #include "deps.hpp"
@@ -20,7 +20,7 @@ namespace {
 // Reads a small knob file. Absent: false with no error; present but unreadable: an error
 // naming the file.
 bool read_knob(const std::string& path, std::string& out, std::vector<std::string>& errors) {
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
     if (errno != ENOENT) errors.push_back(sys_error(path));
     return false;
@@ -40,11 +40,13 @@ bool read_knob(const std::string& path, std::string& out, std::vector<std::strin
   return true;
 }
 
-bool exists(const std::string& path) { return access(path.c_str(), F_OK) == 0; }
+bool exists(const std::string& path) {
+  return access(path.c_str(), F_OK) == 0;
+}
 
 // An optional executable: absent is fine, present but not executable is an error.
 bool optional_executable(const std::string& path, std::vector<std::string>& errors) {
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0) return false;
   if (!S_ISREG(st.st_mode) || access(path.c_str(), X_OK) != 0) {
     errors.push_back(cat(path, ": not an executable file (chmod +x it, or remove it)"));
@@ -72,7 +74,7 @@ std::vector<std::string> list_dirs(const std::string& dir, std::vector<std::stri
   }
   while (dirent* e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
-    struct stat st{};
+    struct stat st {};
     std::string p = cat(dir, '/', e->d_name);
     if (stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) names.emplace_back(e->d_name);
   }
@@ -101,7 +103,7 @@ ServiceSpec load_service(const std::string& dir, const std::string& name,
   s.name = name;
   s.dir = dir;
   std::string run = cat(dir, "/run");
-  struct stat st{};
+  struct stat st {};
   if (stat(run.c_str(), &st) != 0)
     errors.push_back(cat(run, ": missing (every service needs an executable `run`)"));
   else if (!S_ISREG(st.st_mode) || access(run.c_str(), X_OK) != 0)
@@ -121,8 +123,10 @@ ServiceSpec load_service(const std::string& dir, const std::string& name,
     char* end = nullptr;
     long fd = std::strtol(t.c_str(), &end, 10);
     if (t.empty() || *end || fd < 3 || fd > 1023)
-      errors.push_back(cat(dir, "/notification-fd: expected a file descriptor number from 3 to "
-                                "1023, got ", quote(t)));
+      errors.push_back(cat(dir,
+                           "/notification-fd: expected a file descriptor number from 3 to "
+                           "1023, got ",
+                           quote(t)));
     else
       s.notification_fd = static_cast<int>(fd);
   }
@@ -165,8 +169,9 @@ ServiceSpec load_service(const std::string& dir, const std::string& name,
   if (exists(cat(dir, "/log"))) {
     if (stat(log_run.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
         access(log_run.c_str(), X_OK) != 0)
-      errors.push_back(cat(log_run, ": missing or not executable (the log/ directory needs an "
-                                    "executable run)"));
+      errors.push_back(cat(log_run,
+                           ": missing or not executable (the log/ directory needs an "
+                           "executable run)"));
     else
       s.has_log = true;
   }

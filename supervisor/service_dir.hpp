@@ -13,18 +13,18 @@ namespace vac {
 
 struct ServiceSpec {
   std::string name;
-  std::string dir;  // absolute or as configured
+  std::string dir;                   // absolute or as configured
   bool down = false;                 // `down` present: not started automatically
   std::vector<std::string> depends;  // `depends`: one name per line
   bool has_finish = false;
   bool has_ready = false;
-  int notification_fd = -1;          // `notification-fd`
+  int notification_fd = -1;                           // `notification-fd`
   Duration timeout_stop = std::chrono::seconds(10);   // `timeout-stop`
   Duration timeout_finish = std::chrono::seconds(5);  // `timeout-finish`
-  int stop_signal = 15;              // `down-signal`
-  std::map<std::string, std::string> env;  // `env/`: set (value) ...
-  std::vector<std::string> unset_env;      // ... or unset (empty file)
-  bool has_log = false;              // `log/run`
+  int stop_signal = 15;                               // `down-signal`
+  std::map<std::string, std::string> env;             // `env/`: set (value) ...
+  std::vector<std::string> unset_env;                 // ... or unset (empty file)
+  bool has_log = false;                               // `log/run`
 
   bool operator==(const ServiceSpec&) const = default;
 };

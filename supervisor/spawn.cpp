@@ -2,15 +2,16 @@
 // must never be used: libev reaps with waitpid(-1)).
 #include "spawn.hpp"
 
-#include <csignal>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
+#include <csignal>
 
+#include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
 #include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
-#include <boost/process/args.hpp>
 #include <boost/process/extend.hpp>
 #include <boost/process/start_dir.hpp>
 
@@ -23,6 +24,8 @@ namespace vac {
 namespace bp = boost::process;
 
 namespace {
+rlimit g_child_nofile{0, 0};  // restored in children when set
+
 // Runs in the child between fork and exec: async-signal-safe calls only, no allocation.
 struct ChildSetup {
   const std::vector<std::pair<int, int>>* fds;
@@ -38,6 +41,7 @@ struct ChildSetup {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
     for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    if (g_child_nofile.rlim_cur != 0) setrlimit(RLIMIT_NOFILE, &g_child_nofile);
     // Move every source above every target first, so that binding one fd never clobbers the
     // source of another; dup2 then clears close-on-exec on the targets.
     int moved[16];
@@ -70,12 +74,11 @@ pid_t spawn(const SpawnSpec& spec, std::string& err) {
   try {
     ChildSetup setup{&spec.fds, spec.new_session};
     std::error_code ec;
-    bp::child child = spec.cwd.empty()
-                          ? bp::child(bp::exe = spec.exe, bp::args = spec.args, env,
-                                      bp::extend::on_exec_setup = setup, ec)
-                          : bp::child(bp::exe = spec.exe, bp::args = spec.args, env,
-                                      bp::start_dir = spec.cwd,
-                                      bp::extend::on_exec_setup = setup, ec);
+    bp::child child = spec.cwd.empty() ? bp::child(bp::exe = spec.exe, bp::args = spec.args, env,
+                                                   bp::extend::on_exec_setup = setup, ec)
+                                       : bp::child(bp::exe = spec.exe, bp::args = spec.args, env,
+                                                   bp::start_dir = spec.cwd,
+                                                   bp::extend::on_exec_setup = setup, ec);
     if (ec) return err = cat(spec.exe, ": ", ec.message()), -1;
     pid_t pid = child.id();
     child.detach();
@@ -84,6 +87,14 @@ pid_t spawn(const SpawnSpec& spec, std::string& err) {
     err = cat(spec.exe, ": ", e.what());
     return -1;
   }
+}
+
+void raise_fd_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max) return;
+  g_child_nofile = lim;
+  lim.rlim_cur = lim.rlim_max;
+  setrlimit(RLIMIT_NOFILE, &lim);
 }
 
 std::vector<std::string> current_environment() {

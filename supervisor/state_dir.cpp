@@ -1,15 +1,15 @@
 #include "state_dir.hpp"
 
-#include <cerrno>
-#include <csignal>
 #include <dirent.h>
 #include <fcntl.h>
-#include <fstream>
-#include <sstream>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <cerrno>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "common/log.hpp"
 #include "common/text.hpp"
@@ -39,20 +39,24 @@ bool write_file(const std::string& path, const std::string& text) {
   return ok && rename(tmp.c_str(), path.c_str()) == 0;
 }
 
-pid_t process_group_of(pid_t pid) {
+// pgrp and state of a process from /proc/PID/stat; false if it is gone.
+bool read_stat(pid_t pid, pid_t& pgrp, char& state) {
   std::ifstream in(cat("/proc/", pid, "/stat"));
   std::string s;
-  std::getline(in, s);
+  if (!std::getline(in, s)) return false;
   auto close_paren = s.rfind(')');
-  if (close_paren == std::string::npos) return -1;
+  if (close_paren == std::string::npos || close_paren + 2 >= s.size()) return false;
   std::istringstream rest(s.substr(close_paren + 2));
-  std::string state;
-  pid_t ppid = 0, pgrp = -1;
+  pid_t ppid = 0;
   rest >> state >> ppid >> pgrp;
-  return pgrp;
+  return static_cast<bool>(rest);
 }
 
-bool any_member(pid_t pgid) {
+}  // namespace
+
+// Members of a group that are still running. Zombies do not count: a process re-parented to
+// an init that does not reap stays a zombie, yet it holds nothing the next run needs.
+bool live_members(pid_t pgid) {
   DIR* d = opendir("/proc");
   if (!d) return false;
   bool found = false;
@@ -60,7 +64,10 @@ bool any_member(pid_t pgid) {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (*end || pid <= 0) continue;
-    if (process_group_of(static_cast<pid_t>(pid)) == pgid) {
+    pid_t pgrp = 0;
+    char state = 0;
+    if (read_stat(static_cast<pid_t>(pid), pgrp, state) && pgrp == pgid && state != 'Z' &&
+        state != 'X') {
       found = true;
       break;
     }
@@ -68,9 +75,10 @@ bool any_member(pid_t pgid) {
   closedir(d);
   return found;
 }
-}  // namespace
 
-bool group_alive(pid_t pgid) { return pgid > 0 && (kill(-pgid, 0) == 0 || errno == EPERM); }
+bool group_alive(pid_t pgid) {
+  return pgid > 0 && (kill(-pgid, 0) == 0 || errno == EPERM);
+}
 
 unsigned long long process_start_time(pid_t pid) {
   std::ifstream in(cat("/proc/", pid, "/stat"));
@@ -89,9 +97,12 @@ unsigned long long process_start_time(pid_t pid) {
 }
 
 std::string boot_id() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
+  static const std::string id = [] {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::string s;
+    std::getline(in, s);
+    return s;
+  }();
   return id;
 }
 
@@ -100,13 +111,15 @@ bool StateDir::init(std::string& err) {
 }
 
 void StateDir::record_group(pid_t pgid, const std::string& service, const std::string& role) {
-  std::string text = cat(pgid, ' ', process_start_time(pgid), ' ', boot_id(), ' ', service, ' ',
-                         role, '\n');
+  std::string text =
+      cat(pgid, ' ', process_start_time(pgid), ' ', boot_id(), ' ', service, ' ', role, '\n');
   if (!write_file(cat(dir_, "/groups/", pgid), text))
     log_warn("state", sys_error(cat("cannot record process group ", pgid, " in ", dir_)));
 }
 
-void StateDir::forget_group(pid_t pgid) { unlink(cat(dir_, "/groups/", pgid).c_str()); }
+void StateDir::forget_group(pid_t pgid) {
+  unlink(cat(dir_, "/groups/", pgid).c_str());
+}
 
 std::vector<StateDir::Stale> StateDir::stale_groups() {
   std::vector<Stale> out;
@@ -124,11 +137,10 @@ std::vector<StateDir::Stale> StateDir::stale_groups() {
     in >> pgid >> start >> rec_boot >> service >> role;
     bool ours = false;
     if (in && pgid > 1 && rec_boot == boot) {
+      // The leader, if it still exists, must be the very process we started; if it is gone,
+      // its number cannot have been reused while members of its group live.
       unsigned long long now_start = process_start_time(pgid);
-      if (now_start != 0)
-        ours = now_start == start && process_group_of(pgid) == pgid;
-      else
-        ours = any_member(pgid);  // leader gone; its number cannot be reused while members live
+      ours = (now_start == 0 || now_start == start) && live_members(pgid);
     }
     if (ours && pgid != getpgrp())
       out.push_back({pgid, service, role});
@@ -150,11 +162,12 @@ void StateDir::stop_stale_groups(Duration grace) {
   }
   auto deadline = std::chrono::steady_clock::now() + grace;
   for (auto& s : stale) {
-    while (group_alive(s.pgid) && std::chrono::steady_clock::now() < deadline) {
-      waitpid(-1, nullptr, WNOHANG);  // members reparented to us (subreaper) become zombies
+    while (live_members(s.pgid) && std::chrono::steady_clock::now() < deadline) {
+      while (waitpid(-1, nullptr, WNOHANG) > 0) {
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    if (group_alive(s.pgid)) {
+    if (live_members(s.pgid)) {
       log_warn("state", "process group ", s.pgid, " of ", s.service,
                " ignored SIGTERM; sending SIGKILL");
       kill(-s.pgid, SIGKILL);

@@ -4,8 +4,8 @@
 // stops those groups before it starts anything.
 #pragma once
 
-#include <string>
 #include <sys/types.h>
+#include <string>
 #include <vector>
 
 #include "common/duration.hpp"
@@ -36,7 +36,8 @@ class StateDir {
 };
 
 // Helpers on /proc, shared with tests.
-bool group_alive(pid_t pgid);
+bool group_alive(pid_t pgid);                      // kill(-pgid, 0): any member, zombies included
+bool live_members(pid_t pgid);                     // a /proc scan: members that are not zombies
 unsigned long long process_start_time(pid_t pid);  // 0 if no such process
 std::string boot_id();
 

@@ -81,8 +81,8 @@ std::string render_status(const json& st) {
       std::string latency = p.contains("latency_ms") && !p["latency_ms"].is_null()
                                 ? cat(p["latency_ms"].get<double>(), "ms")
                                 : "-";
-      std::string counts = cat(p.value("ok_count", 0), "/", p.value("warn_count", 0), "/",
-                               p.value("fail_count", 0));
+      std::string counts =
+          cat(p.value("ok_count", 0), "/", p.value("warn_count", 0), "/", p.value("fail_count", 0));
       std::string state = field(p, "state");
       if (p.contains("critical") && !p["critical"].get<bool>()) state += " (non-critical)";
       prow.push_back({name, state, field(p, "last"), latency, counts, field(p, "detail", "")});

@@ -1,13 +1,13 @@
 #include "supervisor.hpp"
 
-#include <algorithm>
-#include <csignal>
 #include <fcntl.h>
 #include <grp.h>
-#include <set>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <algorithm>
+#include <csignal>
+#include <set>
 
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
@@ -36,7 +36,8 @@ int Supervisor::run() {
   started_ = Clock::now();
   // Orphans of our services are re-parented to us, so nothing escapes supervision or stays a
   // zombie; as PID 1 we reap everything anyway.
-  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) log_warn("supervisor", sys_error("PR_SET_CHILD_SUBREAPER"));
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    log_warn("supervisor", sys_error("PR_SET_CHILD_SUBREAPER"));
   signal(SIGPIPE, SIG_IGN);
   null_fd_ = open("/dev/null", O_RDWR | O_CLOEXEC);
   env_ = current_environment();
@@ -56,7 +57,8 @@ int Supervisor::run() {
   child_watcher_.set(0, 0);
   child_watcher_.start();
   state_.stop_stale_groups(std::chrono::seconds(10));
-  for (ev::sig* s : {&sigterm_, &sigint_, &sighup_}) s->start(s == &sigterm_ ? SIGTERM : s == &sigint_ ? SIGINT : SIGHUP);
+  for (ev::sig* s : {&sigterm_, &sigint_, &sighup_})
+    s->start(s == &sigterm_ ? SIGTERM : s == &sigint_ ? SIGINT : SIGHUP);
 
   log_info("supervisor", "node ", config_.node_name, " supervising ", initial_specs_.size(),
            " services from ", config_.services_dir, " (pid ", getpid(), ")");
@@ -112,7 +114,9 @@ pid_t Supervisor::start_child(const SpawnSpec& spec, std::function<void(pid_t, i
 void Supervisor::record_group(pid_t pgid, const std::string& service, const char* role) {
   state_.record_group(pgid, service, role);
 }
-void Supervisor::forget_group(pid_t pgid) { state_.forget_group(pgid); }
+void Supervisor::forget_group(pid_t pgid) {
+  state_.forget_group(pgid);
+}
 
 void Supervisor::on_child(ev::child& w, int) {
   auto it = children_.find(w.rpid);

@@ -1,0 +1,28 @@
+#include <doctest/doctest.h>
+
+#include "backoff.hpp"
+
+using namespace vac;
+using namespace std::chrono_literals;
+
+TEST_CASE("a service that ran a stable while restarts at once, every time") {
+  RestartConfig p{100ms, 30s, 1s};
+  Backoff b;
+  for (int i = 0; i < 10; ++i) CHECK(b.next_delay(p, 5s) == Duration(0));
+}
+
+TEST_CASE("young deaths back off exponentially to the cap, and a stable run resets") {
+  RestartConfig p{100ms, 1s, 1s};
+  Backoff b;
+  CHECK(b.next_delay(p, 10ms) == Duration(0));  // first one: retry at once
+  CHECK(b.next_delay(p, 10ms) == 100ms);
+  CHECK(b.next_delay(p, 10ms) == 200ms);
+  CHECK(b.next_delay(p, 10ms) == 400ms);
+  CHECK(b.next_delay(p, 10ms) == 800ms);
+  CHECK(b.next_delay(p, 10ms) == 1s);
+  for (int i = 0; i < 100; ++i) CHECK(b.next_delay(p, 10ms) == 1s);  // never overflows
+  CHECK(b.next_delay(p, 2s) == Duration(0));
+  CHECK(b.young_deaths == 0);
+  CHECK(b.next_delay(p, 10ms) == Duration(0));
+  CHECK(b.next_delay(p, 10ms) == 100ms);
+}
