@@ -121,7 +121,7 @@ bool start(Run& r, const std::string& tool, int services, const std::string& sle
     else if (tool == "runit")
       execlp("runsvdir", "runsvdir", "-P", r.scan.c_str(), nullptr);
     else
-      execlp("s6-svscan", "s6-svscan", r.scan.c_str(), nullptr);
+      execlp("s6-svscan", "s6-svscan", "-c", "4096", r.scan.c_str(), nullptr);  // default max: 500
     _exit(127);
   }
   auto deadline = Clock::now() + 120s;

@@ -22,6 +22,8 @@ struct ProbeConfig {
   int fall = 3;
   int rise = 2;
   bool critical = true;
+
+  bool operator==(const ProbeConfig&) const = default;
 };
 
 struct LinkConfig {
@@ -82,5 +84,9 @@ bool load_config(const std::string& file, Config& out, std::vector<std::string>&
 bool parse_address(const std::string& text, std::string& host, int& port, std::string& err);
 
 std::string default_config_path();  // $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json
+
+// Where the built-in probes are: probes/ beside the running executable (a build tree), else
+// the installed directory.
+std::string default_probes_dir();
 
 }  // namespace vac

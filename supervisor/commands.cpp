@@ -19,20 +19,25 @@ nlohmann::json refusal(int code, const std::string& error) {
 nlohmann::json Supervisor::status() const {
   auto now = Clock::now();
   bool stopping = shutting_down_;
+  std::string reason = "single node: no peer link";
+  for (auto& p : probes_)
+    if (p->critical() && p->state() == ProbeState::failing)
+      reason = cat("critical probe ", p->name(), " is failing");
+  if (stopping) reason = "shutting down";
   nlohmann::json node = {{"name", config_.node_name},
                          {"role", config_.role},
                          {"state", stopping ? "stopping" : "active"},
                          {"epoch", 0},
-                         {"healthy", !stopping},
-                         {"reason", stopping ? "shutting down" : "single node: no peer link"},
+                         {"healthy", healthy()},
+                         {"reason", reason},
                          {"pid", getpid()},
                          {"uptime_s", std::chrono::duration<double>(now - started_).count()}};
   nlohmann::json services = nlohmann::json::object();
   for (auto& s : services_) services[s->name()] = s->status(now);
-  return {{"node", node},
-          {"peer", {{"state", "none"}}},
-          {"services", services},
-          {"probes", nlohmann::json::object()}};
+  nlohmann::json probes = nlohmann::json::object();
+  for (auto& p : probes_) probes[p->name()] = p->status(now);
+  return {
+      {"node", node}, {"peer", {{"state", "none"}}}, {"services", services}, {"probes", probes}};
 }
 
 bool Supervisor::authorized(const Caller& caller, std::string& why) const {
@@ -50,20 +55,48 @@ bool Supervisor::authorized(const Caller& caller, std::string& why) const {
   return false;
 }
 
-nlohmann::json Supervisor::handle(const nlohmann::json& req, const Caller& caller) {
+void Supervisor::handle(const nlohmann::json& req, const Caller& caller,
+                        ControlServer::Reply reply) {
   if (!req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
-    return refusal(exit_code::usage, "bad request: expected {\"cmd\": ...}");
+    return reply(refusal(exit_code::usage, "bad request: expected {\"cmd\": ...}"));
   std::string cmd = req["cmd"];
-  if (cmd == "status") return {{"ok", true}, {"status", status()}};
-  if (cmd == "svc") {
-    std::string why;
-    if (!authorized(caller, why)) {
-      log_warn("control", "refused `svc` from uid ", caller.uid, " (pid ", caller.pid, ")");
-      return refusal(exit_code::permission, why);
-    }
-    return handle_svc(req);
+  if (cmd == "status") return reply({{"ok", true}, {"status", status()}});
+  if (cmd != "svc" && cmd != "probe")
+    return reply(refusal(exit_code::usage, cat("unknown command ", quote(cmd))));
+  std::string why;
+  if (!authorized(caller, why)) {
+    log_warn("control", "refused `", cmd, "` from uid ", caller.uid, " (pid ", caller.pid, ")");
+    return reply(refusal(exit_code::permission, why));
   }
-  return refusal(exit_code::usage, cat("unknown command ", quote(cmd)));
+  if (cmd == "svc") return reply(handle_svc(req));
+  handle_probe(req, std::move(reply));
+}
+
+void Supervisor::handle_probe(const nlohmann::json& req, ControlServer::Reply reply) {
+  std::string name = req.value("name", "");
+  std::vector<std::string> names;
+  for (auto& p : probes_) {
+    names.push_back(p->name());
+    if (p->name() != name) continue;
+    if (shutting_down_) return reply(refusal(exit_code::failed, "the supervisor is shutting down"));
+    log_info("control", "probe ", name, " run on demand");
+    Probe* probe = p.get();
+    probe->check_now([this, probe, reply](const ProbeResult& r, double latency_ms) {
+      nlohmann::json j = {{"ok", true},
+                          {"name", probe->name()},
+                          {"status", to_string(r.status)},
+                          {"detail", r.detail},
+                          {"metrics", r.metrics},
+                          {"latency_ms", latency_ms},
+                          {"state", to_string(probe->state())}};
+      reply(j);
+    });
+    return;
+  }
+  std::string hint = closest_match(name, names);
+  reply(refusal(exit_code::failed,
+                cat("no probe named ", quote(name),
+                    hint.empty() ? "" : cat(" (did you mean ", quote(hint), "?)"))));
 }
 
 nlohmann::json Supervisor::handle_svc(const nlohmann::json& req) {

@@ -18,7 +18,7 @@ namespace vac {
 namespace {
 constexpr size_t kMaxRequest = 65536;
 constexpr size_t kMaxConnections = 64;
-constexpr double kConnectionTimeout = 5.0;
+constexpr double kConnectionTimeout = 60.0;  // a probe run on demand may take its timeout
 
 bool make_address(const std::string& path, sockaddr_un& addr, std::string& err) {
   addr = {};
@@ -41,25 +41,33 @@ struct ControlServer::Connection {
   ev::io io;
   ev::timer timeout;
 
+  std::shared_ptr<bool> alive = std::make_shared<bool>(true);
+
+  void send(const nlohmann::json& reply) {
+    out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    io.stop();
+    io.set(fd, ev::WRITE);
+    io.start();
+  }
+
   void on_io(ev::io&, int revents) {
     if (revents & ev::READ && !answered) {
       auto r = reader.read_from(fd, [this](std::string_view line, bool truncated) {
         if (answered) return;
-        nlohmann::json reply;
-        if (truncated) {
-          reply = {{"ok", false}, {"error", "request too long"}};
-        } else {
-          try {
-            reply = server->handler_(nlohmann::json::parse(line), caller);
-          } catch (const nlohmann::json::exception& e) {
-            reply = {{"ok", false}, {"error", cat("bad request: ", e.what())}};
-          }
-        }
-        out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
         answered = true;
-        io.set(fd, ev::WRITE);
+        io.stop();  // one request per connection; wait for the reply without reading more
+        if (truncated) return send({{"ok", false}, {"error", "request too long"}});
+        nlohmann::json request = nlohmann::json::parse(line, nullptr, false);
+        if (request.is_discarded())
+          return send({{"ok", false}, {"error", "bad request: not valid JSON"}});
+        std::weak_ptr<bool> token = alive;
+        Connection* self = this;
+        server->handler_(request, caller, [token, self](nlohmann::json reply) {
+          if (!token.expired()) self->send(reply);
+        });
       });
       if (!answered && r != LineReader::ReadResult::again) return server->drop(this);
+      return;
     }
     if (revents & ev::WRITE && answered) {
       while (sent < out.size()) {

@@ -25,7 +25,10 @@ struct Caller {
 
 class ControlServer {
  public:
-  using Handler = std::function<nlohmann::json(const nlohmann::json& request, const Caller&)>;
+  // A request is answered by calling reply, at once or later (a probe run on demand); a reply
+  // for a connection that has gone away is dropped.
+  using Reply = std::function<void(nlohmann::json)>;
+  using Handler = std::function<void(const nlohmann::json& request, const Caller&, Reply reply)>;
 
   explicit ControlServer(Handler handler);
   ~ControlServer();

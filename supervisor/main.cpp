@@ -9,7 +9,9 @@
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
+#include "common/text.hpp"
 #include "control.hpp"
+#include "probe.hpp"
 #include "service_dir.hpp"
 #include "spawn.hpp"
 #include "status_view.hpp"
@@ -35,7 +37,20 @@ int cmd_check_config(const std::string& path) {
   Config config;
   std::vector<ServiceSpec> specs;
   std::vector<std::string> errors;
-  if (!load(path, config, &specs, errors)) {
+  if (load(path, config, &specs, errors)) {
+    // A probe whose program cannot be found would only fail at run time: say so now.
+    std::string base = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
+    std::string builtins = config.probes_dir.empty() ? default_probes_dir() : config.probes_dir;
+    for (auto& [name, p] : config.probes) {
+      std::string exe = Probe::resolve(p.exec[0], base, builtins);
+      if (access(exe.c_str(), X_OK) != 0)
+        errors.push_back(exe.find('/') == std::string::npos
+                             ? cat(path, ": probes.", name, ".exec: ", quote(exe),
+                                   " is neither a built-in probe (in ", builtins, ") nor on PATH")
+                             : cat(path, ": probes.", name, ".exec: ", exe, " is not executable"));
+    }
+  }
+  if (!errors.empty()) {
     for (auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
     std::fprintf(stderr, "vacataire: %zu error%s; nothing was started\n", errors.size(),
                  errors.size() == 1 ? "" : "s");
@@ -90,6 +105,25 @@ int cmd_status(const std::string& path, bool json) {
   return exit_code::ok;
 }
 
+int cmd_probe(const std::string& path, const std::string& name, bool json) {
+  nlohmann::json reply;
+  int rc = call(path, {{"cmd", "probe"}, {"name", name}}, reply);
+  if (rc != exit_code::ok) return rc;
+  if (json) {
+    reply.erase("ok");
+    std::printf("%s\n", reply.dump(2).c_str());
+  } else {
+    std::printf("%s: %s (%.1fms) %s\nprobe is now %s\n", name.c_str(),
+                reply.value("status", "?").c_str(), reply.value("latency_ms", 0.0),
+                reply.value("detail", "").c_str(), reply.value("state", "?").c_str());
+  }
+  // Scripts can branch on the check itself, like a monitoring plugin.
+  std::string status = reply.value("status", "fail");
+  return status == "ok"     ? exit_code::ok
+         : status == "warn" ? exit_code::failed
+                            : exit_code::probe_failed;
+}
+
 int cmd_svc(const std::string& path, const std::string& action, const std::string& name) {
   nlohmann::json reply;
   int rc = call(path, {{"cmd", "svc"}, {"action", action}, {"name", name}}, reply);
@@ -124,9 +158,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"up", "down", "restart", "kill"}));
   svc->add_option("name", name, "the service's directory name")->required();
 
+  auto* probe = app.add_subcommand("probe", "run one probe's check now and print the result");
+  std::string probe_name;
+  bool probe_json = false;
+  probe->add_option("name", probe_name, "the probe's name in the config")->required();
+  probe->add_flag("--json", probe_json, "print the result as JSON");
+
   auto* check = app.add_subcommand("check-config", "validate the config and services directory");
 
-  for (auto* sub : {run, status, svc, check}) sub->add_option("-c,--config", config, "config file");
+  for (auto* sub : {run, status, svc, probe, check})
+    sub->add_option("-c,--config", config, "config file");
 
   try {
     app.parse(argc, argv);
@@ -148,6 +189,7 @@ int main(int argc, char** argv) {
   }
   if (*status) return cmd_status(config, json);
   if (*svc) return cmd_svc(config, action, name);
+  if (*probe) return cmd_probe(config, probe_name, probe_json);
   if (*check) return cmd_check_config(config);
   return exit_code::usage;
 }

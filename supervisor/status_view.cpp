@@ -1,6 +1,7 @@
 #include "status_view.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "common/text.hpp"
@@ -78,9 +79,12 @@ std::string render_status(const json& st) {
     std::vector<std::vector<std::string>> prow = {
         {"PROBE", "STATE", "LAST", "LATENCY", "OK/WARN/FAIL", "DETAIL"}};
     for (auto& [name, p] : probes.items()) {
-      std::string latency = p.contains("latency_ms") && !p["latency_ms"].is_null()
-                                ? cat(p["latency_ms"].get<double>(), "ms")
-                                : "-";
+      std::string latency = "-";
+      if (p.contains("latency_ms") && p["latency_ms"].is_number()) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.1fms", p["latency_ms"].get<double>());
+        latency = buf;
+      }
       std::string counts =
           cat(p.value("ok_count", 0), "/", p.value("warn_count", 0), "/", p.value("fail_count", 0));
       std::string state = field(p, "state");

@@ -18,7 +18,9 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
     : config_(std::move(config)),
       initial_specs_(std::move(specs)),
       state_(config_.state_dir),
-      control_([this](const nlohmann::json& r, const Caller& c) { return handle(r, c); }) {
+      control_([this](const nlohmann::json& r, const Caller& c, ControlServer::Reply reply) {
+        handle(r, c, std::move(reply));
+      }) {
   child_watcher_.set<Supervisor, &Supervisor::on_child>(this);
   sigterm_.set<Supervisor, &Supervisor::on_signal>(this);
   sigint_.set<Supervisor, &Supervisor::on_signal>(this);
@@ -27,6 +29,8 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
 }
 
 Supervisor::~Supervisor() {
+  probes_.clear();
+  retired_probes_.clear();
   services_.clear();
   retiring_.clear();
   if (null_fd_ >= 0) close(null_fd_);
@@ -65,7 +69,12 @@ int Supervisor::run() {
   if (config_.peer)
     log_warn("supervisor", "peer ", config_.peer->name,
              " is configured, but this build has no peer link yet: running as a single node");
+  base_dir_ = config_.file.find('/') == std::string::npos
+                  ? "."
+                  : config_.file.substr(0, std::max<size_t>(config_.file.rfind('/'), 1));
+  probes_dir_ = config_.probes_dir.empty() ? default_probes_dir() : config_.probes_dir;
   set_services(std::move(initial_specs_));
+  set_probes(config_.probes);
   changed();
   ev::get_default_loop().run(0);
 
@@ -96,6 +105,51 @@ void Supervisor::set_services(std::vector<ServiceSpec> specs) {
     retiring_.push_back(std::move(old));
   }
   services_ = std::move(next);
+}
+
+// Only probes whose config changed are restarted; the others keep their verdict and process.
+void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
+  std::vector<std::unique_ptr<Probe>> next;
+  for (auto& [name, config] : configs) {
+    auto it = std::find_if(probes_.begin(), probes_.end(),
+                           [&](auto& p) { return p && p->name() == name; });
+    if (it != probes_.end() && (*it)->config() == config) {
+      next.push_back(std::move(*it));
+      continue;
+    }
+    if (it != probes_.end()) {
+      log_info("supervisor", "probe ", name, ": configuration changed; restarting it");
+      (*it)->stop();
+      retired_probes_.push_back(std::move(*it));
+    }
+    next.push_back(std::make_unique<Probe>(name, config, base_dir_, probes_dir_, *this,
+                                           [this](Probe& p) { on_probe_change(p); }));
+    if (!shutting_down_) next.back()->start();
+  }
+  for (auto& old : probes_) {
+    if (!old) continue;
+    log_info("supervisor", "probe ", old->name(), ": removed from the config");
+    old->stop();
+    retired_probes_.push_back(std::move(old));
+  }
+  probes_ = std::move(next);
+}
+
+bool Supervisor::healthy() const {
+  if (shutting_down_) return false;
+  for (auto& p : probes_)
+    if (p->critical() && p->state() == ProbeState::failing) return false;
+  return true;
+}
+
+void Supervisor::on_probe_change(Probe& p) {
+  bool now = healthy();
+  if (now == was_healthy_) return;
+  was_healthy_ = now;
+  if (!now)
+    log_warn("supervisor", "node unhealthy: critical probe ", p.name(), " is failing");
+  else
+    log_info("supervisor", "node healthy again: no critical probe is failing");
 }
 
 Service* Supervisor::find(const std::string& name) {
@@ -184,8 +238,10 @@ void Supervisor::reconcile() {
     if (r->idle()) r->stop_logger();
   std::erase_if(retiring_, [](auto& r) { return r->idle() && !r->logger_running(); });
 
+  std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
-    bool all_down = retiring_.empty();
+    bool all_down = retiring_.empty() && retired_probes_.empty();
+    for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;
     bool loggers = false;
@@ -203,6 +259,7 @@ void Supervisor::begin_shutdown(const char* why) {
   }
   log_info("supervisor", why, ": stopping all services");
   shutting_down_ = true;
+  for (auto& p : probes_) p->stop();
   changed();
 }
 
@@ -229,6 +286,8 @@ void Supervisor::reload() {
     log_warn("reload", "control_socket and node.state_dir changes take effect at the next start");
   config_.restart = next.restart;
   config_.services_dir = next.services_dir;
+  set_probes(next.probes);
+  config_.probes = next.probes;
   log_info("reload", "reloaded ", config_.file, ": ", specs.size(), " services");
   set_services(std::move(specs));
   changed();

@@ -12,6 +12,7 @@
 
 #include "common/config.hpp"
 #include "control.hpp"
+#include "probe.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 
@@ -42,8 +43,12 @@ class Supervisor : public ServiceHost {
   void reload();
   void set_services(std::vector<ServiceSpec> specs);
   nlohmann::json status() const;
-  nlohmann::json handle(const nlohmann::json& req, const Caller& caller);
+  void handle(const nlohmann::json& req, const Caller& caller, ControlServer::Reply reply);
   nlohmann::json handle_svc(const nlohmann::json& req);
+  void handle_probe(const nlohmann::json& req, ControlServer::Reply reply);
+  void set_probes(const std::map<std::string, ProbeConfig>& configs);
+  bool healthy() const;
+  void on_probe_change(Probe& p);
   bool authorized(const Caller& caller, std::string& why) const;
 
   void on_child(ev::child&, int);
@@ -55,6 +60,10 @@ class Supervisor : public ServiceHost {
   StateDir state_;
   std::vector<std::unique_ptr<Service>> services_;  // in start order
   std::vector<std::unique_ptr<Service>> retiring_;  // removed by a reload, stopping
+  std::vector<std::unique_ptr<Probe>> probes_;
+  std::vector<std::unique_ptr<Probe>> retired_probes_;  // until their process is reaped
+  std::string base_dir_;                                // the config file's directory
+  std::string probes_dir_;                              // the built-in probes
   std::unordered_map<pid_t, std::function<void(pid_t, int)>> children_;
   std::vector<std::string> env_;
   ControlServer control_;
@@ -63,6 +72,7 @@ class Supervisor : public ServiceHost {
   ev::idle reconcile_idle_;
   int null_fd_ = -1;
   bool shutting_down_ = false;
+  bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
   Clock::time_point started_;
 };

@@ -214,6 +214,16 @@ bool Node::wait_state(const std::string& name, const std::string& state, double 
       name, [&](const json& s) { return s["state"] == state; }, timeout_s);
 }
 
+bool Node::wait_probe(const std::string& name, const std::function<bool(const json&)>& pred,
+                      double timeout_s) {
+  return eventually(
+      [&] {
+        json st = status();
+        return st.contains("probes") && st["probes"].contains(name) && pred(st["probes"][name]);
+      },
+      timeout_s);
+}
+
 std::string Node::log() const {
   return read_file(path("supervisor.log"));
 }

@@ -57,6 +57,9 @@ class Node {
   bool wait_service(const std::string& name, const std::function<bool(const json&)>& pred,
                     double timeout_s = 10);
   bool wait_state(const std::string& name, const std::string& state, double timeout_s = 10);
+  json probe_status(const std::string& name) { return status()["probes"][name]; }
+  bool wait_probe(const std::string& name, const std::function<bool(const json&)>& pred,
+                  double timeout_s = 10);
   bool wait_log(const std::string& text, double timeout_s = 10);
   std::string log() const;
   Result cli(const std::vector<std::string>& args);
