@@ -24,10 +24,17 @@
 #include <thread>
 #include <vector>
 
+#include "bench_util.hpp"
+
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 namespace {
+
+using bench::cpu_ticks;
+using bench::field_kb;
+using bench::percentile;
+using bench::read_text;
 
 struct Tool {
   std::string name;
@@ -45,17 +52,6 @@ struct Run {
 
 double ms(Clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
-}
-
-int rm_entry(const char* p, const struct stat*, int, FTW*) {
-  return ::remove(p);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // Reads "NAME PID" lines from the fifo until deadline; returns the names heard from.
@@ -89,9 +85,8 @@ std::vector<std::string> read_announcements(Run& r, Clock::time_point deadline) 
 
 bool start(Run& r, const std::string& tool, int services, const std::string& sleeper,
            const std::string& vacataire) {
-  char tmpl[] = "/tmp/vacataire-bench.XXXXXX";
   r.tool = tool;
-  r.dir = mkdtemp(tmpl);
+  r.dir = bench::make_temp_dir("vacataire-bench");
   r.scan = r.dir + "/scan";
   mkdir(r.scan.c_str(), 0755);
   for (int i = 0; i < services; ++i) {
@@ -142,7 +137,7 @@ void stop(Run& r) {
   for (auto& [name, pid] : r.pid) kill(pid, SIGKILL);  // any service left behind
   // runsv and s6-supervise children were in other groups (runsvdir -P): sweep them by pid.
   close(r.fifo);
-  nftw(r.dir.c_str(), rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+  bench::remove_tree(r.dir);
 }
 
 // The supervisor's own processes: the root and its children that are not services.
@@ -164,26 +159,6 @@ std::vector<pid_t> supervisor_processes(pid_t root) {
   }
   if (d) closedir(d);
   return out;
-}
-
-long field_kb(const std::string& file, const char* key) {
-  std::istringstream in(read_text(file));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0) return std::atol(line.c_str() + std::strlen(key));
-  return 0;
-}
-
-long cpu_ticks(pid_t pid) {
-  std::string stat = read_text("/proc/" + std::to_string(pid) + "/stat");
-  auto rp = stat.rfind(')');
-  if (rp == std::string::npos) return 0;
-  std::istringstream rest(stat.substr(rp + 2));
-  std::string f;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 13; ++i) rest >> f;
-  rest >> utime >> stime;
-  return utime + stime;
 }
 
 struct Idle {
@@ -235,13 +210,6 @@ std::vector<double> measure_restarts(Run& r, int kills) {
     lat.push_back(ms(r.started[name] - t0));
   }
   return lat;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
 }
 
 bool have(const char* cmd) {

@@ -90,9 +90,21 @@ std::string Probe::resolve(const std::string& exe, const std::string& base_dir,
   return exe;
 }
 
+SpawnSpec Probe::spawn_spec() const {
+  SpawnSpec s;
+  s.exe = resolve(config_.exec[0], base_dir_, probes_dir_);
+  s.args.assign(config_.exec.begin() + 1, config_.exec.end());
+  s.cwd = base_dir_;
+  s.env = host_.base_env();
+  s.env.push_back(cat("VACATAIRE_PROBE=", name_));
+  return s;
+}
+
+// A fixed cadence: probes with the same interval stay in step, so one wake-up of the loop
+// serves them all. A check still running when the next is due is not doubled.
 void Probe::start() {
   running_ = true;
-  interval_timer_.start(0, 0);
+  interval_timer_.start(0, seconds(config_.interval));
 }
 
 void Probe::stop() {
@@ -105,21 +117,11 @@ void Probe::stop() {
 
 void Probe::check_now(OnResult done) {
   waiters_.push_back(std::move(done));
-  if (pending_) return;
-  interval_timer_.stop();
-  begin_check();
+  begin_check();  // joins the check under way, if any
 }
 
 void Probe::on_interval(ev::timer&, int) {
   begin_check();
-}
-
-void Probe::schedule_next() {
-  if (!running_) return;
-  // Keep the cadence from the start of the last check, never overlapping two checks.
-  double wait = seconds(config_.interval) - to_ms(Clock::now() - check_started_) / 1000.0;
-  interval_timer_.stop();
-  interval_timer_.start(std::max(wait, 0.0), 0);
 }
 
 void Probe::begin_check() {
@@ -160,12 +162,7 @@ bool Probe::ensure_process() {
     return false;
   }
   fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
-  SpawnSpec s;
-  s.exe = resolve(config_.exec[0], base_dir_, probes_dir_);
-  s.args.assign(config_.exec.begin() + 1, config_.exec.end());
-  s.cwd = base_dir_;
-  s.env = host_.base_env();
-  s.env.push_back(cat("VACATAIRE_PROBE=", name_));
+  SpawnSpec s = spawn_spec();
   s.fds = {{0, in[0]}, {1, out[1]}, {2, err[1]}};
   std::string error;
   pid_t pid = host_.start_child(
@@ -329,12 +326,7 @@ void Probe::spawn_oneshot() {
     r.detail = sys_error("pipe");
     return complete(r);
   }
-  SpawnSpec s;
-  s.exe = resolve(config_.exec[0], base_dir_, probes_dir_);
-  s.args.assign(config_.exec.begin() + 1, config_.exec.end());
-  s.cwd = base_dir_;
-  s.env = host_.base_env();
-  s.env.push_back(cat("VACATAIRE_PROBE=", name_));
+  SpawnSpec s = spawn_spec();
   s.fds = {{0, host_.null_fd()}, {1, out[1]}, {2, out[1]}};
   std::string error;
   pid_t pid = host_.start_child(
@@ -406,7 +398,6 @@ void Probe::complete(ProbeResult r) {
   auto waiters = std::move(waiters_);
   waiters_.clear();
   for (auto& w : waiters) w(last_, last_latency_ms_);
-  schedule_next();
 }
 
 nlohmann::json Probe::status(Clock::time_point now) const {

@@ -53,9 +53,9 @@ class Probe {
                              const std::string& probes_dir);
 
  private:
+  SpawnSpec spawn_spec() const;  // exe, args, cwd and environment; fds are the caller's
   void begin_check();
   void complete(ProbeResult r);
-  void schedule_next();
   bool ensure_process();
   void kill_process(const std::string& why);
   void schedule_restart();

@@ -91,6 +91,17 @@ ServiceState Service::state() const {
   }
 }
 
+// A program of the service directory, run there with the service's environment, stdin from
+// /dev/null and its output where the service's goes.
+SpawnSpec Service::spawn_spec(const char* program) const {
+  SpawnSpec s;
+  s.exe = cat(spec_.dir, '/', program);
+  s.cwd = spec_.dir;
+  s.env = child_env();
+  s.fds = {{0, host_.null_fd()}, {1, out_w_}, {2, out_w_}};
+  return s;
+}
+
 std::vector<std::string> Service::child_env() const {
   std::vector<std::string> env;
   for (auto& kv : host_.base_env()) {
@@ -111,11 +122,7 @@ void Service::start() {
     logger_wanted_ = true;
     start_logger();
   }
-  SpawnSpec s;
-  s.exe = spec_.dir + "/run";
-  s.cwd = spec_.dir;
-  s.env = child_env();
-  s.fds = {{0, host_.null_fd()}, {1, out_w_}, {2, out_w_}};
+  SpawnSpec s = spawn_spec("run");
   int notify[2] = {-1, -1};
   if (spec_.notification_fd >= 0) {
     if (pipe2(notify, O_CLOEXEC) != 0)
@@ -180,11 +187,7 @@ void Service::on_notify(ev::io&, int) {
 }
 
 void Service::run_ready_check() {
-  SpawnSpec s;
-  s.exe = spec_.dir + "/ready";
-  s.cwd = spec_.dir;
-  s.env = child_env();
-  s.fds = {{0, host_.null_fd()}, {1, out_w_}, {2, out_w_}};
+  SpawnSpec s = spawn_spec("ready");
   std::string err;
   pid_t p = host_.start_child(
       s,
@@ -258,11 +261,7 @@ void Service::after_drain() {
   host_.forget_group(pgid_);
   pgid_ = 0;
   if (!spec_.has_finish) return after_finish();
-  SpawnSpec s;
-  s.exe = spec_.dir + "/finish";
-  s.cwd = spec_.dir;
-  s.env = child_env();
-  s.fds = {{0, host_.null_fd()}, {1, out_w_}, {2, out_w_}};
+  SpawnSpec s = spawn_spec("finish");
   // s6's convention: exit code (256 when killed by a signal) and signal number.
   int code = WIFEXITED(last_status_) ? WEXITSTATUS(last_status_) : 256;
   int sig = WIFSIGNALED(last_status_) ? WTERMSIG(last_status_) : 0;

@@ -87,6 +87,7 @@ class Service {
   void on_ready_timer(ev::timer&, int);
   void on_logger_timer(ev::timer&, int);
   std::vector<std::string> child_env() const;
+  SpawnSpec spawn_spec(const char* program) const;
 
   ServiceSpec spec_;
   ServiceHost& host_;

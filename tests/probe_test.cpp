@@ -286,7 +286,8 @@ TEST_CASE("the example probes in shell, Python and C++ work under the supervisor
           probe("x", {{"protocol", "exit"},
                       {"exec", {SOURCE_DIR "/probes/examples/check_file.sh", "absent"}}})},
          {"python",
-          probe("x", {{"exec", {SOURCE_DIR "/probes/examples/disk_free.py", "/", "0", "0"}}})},
+          probe("x", {{"exec", {SOURCE_DIR "/probes/examples/disk_free.py", "/", "0", "0"}},
+                      {"timeout", "5s"}})},  // Python may start slowly on a loaded machine
          {"cpp", probe(BUILD_DIR "/probes/examples/always_ok")}}}});
   n.start();
   CHECK(n.wait_probe(
