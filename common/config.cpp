@@ -177,6 +177,7 @@ void read_probe(ObjectReader& r, ProbeConfig& p) {
   r.integer("fall", p.fall, 1, 1000);
   r.integer("rise", p.rise, 1, 1000);
   r.boolean("critical", p.critical);
+  r.str("scope", p.scope, {"node", "active"});
 }
 
 void read_address(ObjectReader& r, const std::string& key, std::string& out) {

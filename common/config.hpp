@@ -22,6 +22,9 @@ struct ProbeConfig {
   int fall = 3;
   int rise = 2;
   bool critical = true;
+  // "node": always run, always counts. "active": checks the services themselves, so it runs
+  // and counts only while this node serves (on the passive node it would always fail).
+  std::string scope = "node";
 
   bool operator==(const ProbeConfig&) const = default;
 };

@@ -193,12 +193,14 @@ void LinkDaemon::send_all(const json& msg) {
 }
 
 void LinkDaemon::on_tick(ev::timer&, int) {
-  json hb = {
-      {"kind", "heartbeat"},
-      {"t", std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
-                .count()}};
-  hb.update(heartbeat_);
-  send_all(hb);
+  if (heartbeat_.is_object()) {  // nothing to say before the supervisor has said what we are
+    json hb = {
+        {"kind", "heartbeat"},
+        {"t", std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+                  .count()}};
+    hb.update(heartbeat_);
+    send_all(hb);
+  }
   for (auto& [id, m] : pending_) send_all(m);  // retried until acknowledged
   double silent = peer_alive_ ? ms_since(last_heard_) : ms_since(std::max(last_heard_, started_));
   if (peer_alive_ && silent >= seconds(config_.dead_after) * 1000) {

@@ -75,7 +75,7 @@ class LinkDaemon {
   ev::io stdin_io_;
   ev::timer tick_;
   uint64_t boot_;
-  nlohmann::json heartbeat_ = {{"state", "passive"}, {"epoch", 0}, {"healthy", false}};
+  nlohmann::json heartbeat_;  // null until the supervisor has said what this node is
   std::map<uint64_t, nlohmann::json> pending_;  // commands waiting for the peer's ack
   uint64_t next_id_ = 1;
   std::map<uint64_t, uint64_t> delivered_;  // peer boot -> highest command id passed on

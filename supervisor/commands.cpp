@@ -18,26 +18,16 @@ nlohmann::json refusal(int code, const std::string& error) {
 
 nlohmann::json Supervisor::status() const {
   auto now = Clock::now();
-  bool stopping = shutting_down_;
-  std::string reason = "single node: no peer link";
+  nlohmann::json node = node_status();
   for (auto& p : probes_)
     if (p->critical() && p->state() == ProbeState::failing)
-      reason = cat("critical probe ", p->name(), " is failing");
-  if (stopping) reason = "shutting down";
-  nlohmann::json node = {{"name", config_.node_name},
-                         {"role", config_.role},
-                         {"state", stopping ? "stopping" : "active"},
-                         {"epoch", 0},
-                         {"healthy", healthy()},
-                         {"reason", reason},
-                         {"pid", getpid()},
-                         {"uptime_s", std::chrono::duration<double>(now - started_).count()}};
+      node["reason"] =
+          cat(node["reason"].get<std::string>(), "; critical probe ", p->name(), " is failing");
   nlohmann::json services = nlohmann::json::object();
   for (auto& s : services_) services[s->name()] = s->status(now);
   nlohmann::json probes = nlohmann::json::object();
   for (auto& p : probes_) probes[p->name()] = p->status(now);
-  return {
-      {"node", node}, {"peer", {{"state", "none"}}}, {"services", services}, {"probes", probes}};
+  return {{"node", node}, {"peer", peer_status()}, {"services", services}, {"probes", probes}};
 }
 
 bool Supervisor::authorized(const Caller& caller, std::string& why) const {
@@ -61,7 +51,8 @@ void Supervisor::handle(const nlohmann::json& req, const Caller& caller,
     return reply(refusal(exit_code::usage, "bad request: expected {\"cmd\": ...}"));
   std::string cmd = req["cmd"];
   if (cmd == "status") return reply({{"ok", true}, {"status", status()}});
-  if (cmd != "svc" && cmd != "probe")
+  bool node_cmd = cmd == "takeover" || cmd == "release" || cmd == "recover" || cmd == "maintenance";
+  if (cmd != "svc" && cmd != "probe" && !node_cmd)
     return reply(refusal(exit_code::usage, cat("unknown command ", quote(cmd))));
   std::string why;
   if (!authorized(caller, why)) {
@@ -69,6 +60,10 @@ void Supervisor::handle(const nlohmann::json& req, const Caller& caller,
     return reply(refusal(exit_code::permission, why));
   }
   if (cmd == "svc") return reply(handle_svc(req));
+  if (node_cmd) {
+    if (shutting_down_) return reply(refusal(exit_code::failed, "the supervisor is shutting down"));
+    return reply(handle_node_command(cmd, req));
+  }
   handle_probe(req, std::move(reply));
 }
 

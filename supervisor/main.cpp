@@ -2,9 +2,13 @@
 #include <cstdio>
 #include <iostream>
 
+#include <fcntl.h>
 #include <linux/close_range.h>
+#include <sodium.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <CLI/CLI.hpp>
+#include <cerrno>
 
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
@@ -16,6 +20,7 @@
 #include "spawn.hpp"
 #include "status_view.hpp"
 #include "supervisor.hpp"
+#include "wire.hpp"
 
 namespace {
 
@@ -41,6 +46,10 @@ int cmd_check_config(const std::string& path) {
     // A probe whose program cannot be found would only fail at run time: say so now.
     std::string base = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
     std::string builtins = config.probes_dir.empty() ? default_probes_dir() : config.probes_dir;
+    Key key;
+    std::string key_err;
+    if (config.peer && !load_peer_key(config.peer->key_file, key, key_err))
+      errors.push_back(cat(path, ": ", key_err));
     for (auto& [name, p] : config.probes) {
       std::string exe = Probe::resolve(p.exec[0], base, builtins);
       if (access(exe.c_str(), X_OK) != 0)
@@ -124,6 +133,34 @@ int cmd_probe(const std::string& path, const std::string& name, bool json) {
                             : exit_code::probe_failed;
 }
 
+int cmd_node(const std::string& path, const nlohmann::json& request) {
+  nlohmann::json reply;
+  int rc = call(path, request, reply);
+  if (rc == exit_code::ok) std::printf("%s\n", reply.value("message", "ok").c_str());
+  return rc;
+}
+
+// Writes a new peer key: 64 random bytes in hex, mode 0600. Never overwrites without --force:
+// both nodes must hold the same key.
+int cmd_keygen(const std::string& file, bool force) {
+  if (sodium_init() < 0) return fail(exit_code::system, "libsodium failed to initialise");
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL);
+  int fd = open(file.c_str(), flags, 0600);
+  if (fd < 0)
+    return fail(errno == EEXIST ? exit_code::failed : exit_code::system,
+                errno == EEXIST
+                    ? cat(file, " exists; use --force to replace it (then copy it to the peer)")
+                    : sys_error(cat("cannot create ", file)));
+  std::string key = new_key_hex() + "\n";
+  bool ok = fchmod(fd, 0600) == 0 &&
+            write(fd, key.data(), key.size()) == static_cast<ssize_t>(key.size()) && fsync(fd) == 0;
+  close(fd);
+  if (!ok) return fail(exit_code::system, sys_error(cat("cannot write ", file)));
+  std::printf("wrote a 64-byte key to %s (mode 0600); copy it to the peer over a safe channel\n",
+              file.c_str());
+  return exit_code::ok;
+}
+
 int cmd_svc(const std::string& path, const std::string& action, const std::string& name) {
   nlohmann::json reply;
   int rc = call(path, {{"cmd", "svc"}, {"action", action}, {"name", name}}, reply);
@@ -164,9 +201,28 @@ int main(int argc, char** argv) {
   probe->add_option("name", probe_name, "the probe's name in the config")->required();
   probe->add_flag("--json", probe_json, "print the result as JSON");
 
+  auto* takeover =
+      app.add_subcommand("takeover", "make this node the active one (the peer stops first)");
+  auto* release = app.add_subcommand("release", "hand the active role over to the peer");
+  auto* recover =
+      app.add_subcommand("recover", "leave the failed state once the probes pass again");
+  bool failback = false;
+  recover->add_flag("--failback", failback, "then take the active role back from the peer");
+  auto* maintenance =
+      app.add_subcommand("maintenance", "stop serving and stay down (on), or end it (off)");
+  std::string onoff;
+  maintenance->add_option("mode", onoff, "on or off")
+      ->required()
+      ->check(CLI::IsMember({"on", "off"}));
+  auto* keygen = app.add_subcommand("keygen", "write a new pre-shared key for the peer link");
+  std::string key_file = "/etc/vacataire/peer.key";
+  bool force = false;
+  keygen->add_option("file", key_file, "where to write it (default /etc/vacataire/peer.key)");
+  keygen->add_flag("--force", force, "replace an existing key file");
+
   auto* check = app.add_subcommand("check-config", "validate the config and services directory");
 
-  for (auto* sub : {run, status, svc, probe, check})
+  for (auto* sub : {run, status, svc, probe, check, takeover, release, recover, maintenance})
     sub->add_option("-c,--config", config, "config file");
 
   try {
@@ -190,6 +246,11 @@ int main(int argc, char** argv) {
   if (*status) return cmd_status(config, json);
   if (*svc) return cmd_svc(config, action, name);
   if (*probe) return cmd_probe(config, probe_name, probe_json);
+  if (*takeover) return cmd_node(config, {{"cmd", "takeover"}});
+  if (*release) return cmd_node(config, {{"cmd", "release"}});
+  if (*recover) return cmd_node(config, {{"cmd", "recover"}, {"failback", failback}});
+  if (*maintenance) return cmd_node(config, {{"cmd", "maintenance"}, {"on", onoff == "on"}});
+  if (*keygen) return cmd_keygen(key_file, force);
   if (*check) return cmd_check_config(config);
   return exit_code::usage;
 }

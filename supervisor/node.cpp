@@ -68,6 +68,7 @@ void NodeCore::go_active(const std::string& why, std::vector<Action>& out) {
   uint64_t peer_epoch = peer_ ? peer_->epoch : 0;
   epoch_ = std::max(epoch_, peer_epoch) + 1;
   waiting_quiesce_ = false;
+  failback_ = false;
   set_state(NodeState::starting, why, out);
   out.push_back({Action::start_services, {}});
 }
@@ -94,6 +95,7 @@ std::vector<Action> NodeCore::handle(const Event& e, Time now) {
       peer_lost_while_active_ = false;
       peer_ = e.message;
       const PeerMessage& m = e.message;
+      if (serving_state(m.state)) handed_over_ = false;  // the peer has taken the role
       if (m.kind == PeerMessage::takeover && state_ == NodeState::passive && healthy_)
         go_active("the peer handed over", out);
       if (m.kind == PeerMessage::quiesce) {
@@ -108,6 +110,7 @@ std::vector<Action> NodeCore::handle(const Event& e, Time now) {
       break;
     }
     case Event::peer_lost:
+      handed_over_ = false;
       if (peer_reachable_) unreachable_since_ = now;
       peer_reachable_ = false;
       if (peer_ && serving_state(peer_->state)) peer_lost_while_active_ = true;
@@ -141,10 +144,12 @@ std::vector<Action> NodeCore::handle(const Event& e, Time now) {
       else if (state_ == NodeState::stopping)
         refused_ = "this node is stopping";
       else if (peer_serving()) {
+        handed_over_ = false;
         waiting_quiesce_ = true;
         reason_ = "asked the peer to stop its services";
         send(PeerMessage::quiesce);
       } else {
+        handed_over_ = false;
         go_active("operator takeover", out);
       }
       break;
@@ -156,6 +161,7 @@ std::vector<Action> NodeCore::handle(const Event& e, Time now) {
         refused_ = "no healthy passive peer to hand over to";
       else {
         send(PeerMessage::takeover);
+        handed_over_ = true;
         go_down(NodeState::passive, "operator release: handed over to the peer", out);
       }
       break;
@@ -178,7 +184,7 @@ std::vector<Action> NodeCore::handle(const Event& e, Time now) {
         break;
       }
       if (serving_state(state_)) {
-        if (peer_can_take_over()) send(PeerMessage::takeover);
+        if (peer_can_take_over()) send(PeerMessage::takeover), handed_over_ = true;
         go_down(NodeState::maintenance, "operator maintenance", out);
       } else if (state_ == NodeState::stopping) {
         after_stop_ = NodeState::maintenance;
@@ -206,21 +212,23 @@ void NodeCore::evaluate(Time now, std::vector<Action>& out) {
     if (!recovering_ || !healthy_) return;
     recovering_ = false;
     set_state(NodeState::passive, "recovered: the probes pass", out);
-    if (!failback_) return;
-    failback_ = false;
-    if (peer_serving()) {
-      waiting_quiesce_ = true;
-      reason_ = "failback: asked the peer to stop its services";
-      PeerMessage m = heartbeat();
-      m.kind = PeerMessage::quiesce;
-      out.push_back({Action::send, m});
-      return;
-    }
   }
 
   if (state_ == NodeState::passive) {
     if (!healthy_) return;
     if (!policy_.has_peer) return go_active("single node", out);
+    // Failback waits until the peer is heard: then, if it serves, it is asked to stop first.
+    if (failback_ && peer_reachable_ && !waiting_quiesce_) {
+      failback_ = false;
+      if (serving_state(peer_->state)) {
+        waiting_quiesce_ = true;
+        reason_ = "failback: asked the peer to stop its services";
+        PeerMessage m = heartbeat();
+        m.kind = PeerMessage::quiesce;
+        out.push_back({Action::send, m});
+        return;
+      }
+    }
     if (waiting_quiesce_) {
       if (!peer_reachable_) go_active("the peer was lost while stopping for us", out);
       return;  // otherwise wait for its `stopped`
@@ -229,7 +237,8 @@ void NodeCore::evaluate(Time now, std::vector<Action>& out) {
       if (serving_state(peer_->state) || peer_->state == NodeState::stopping) return;
       // Neither serves. The master takes the role; the standby only when the master cannot.
       bool peer_able = peer_->state == NodeState::passive && peer_->healthy;
-      if (policy_.master || !peer_able)
+      // Having just handed over, wait for the peer to take the role rather than reclaim it.
+      if ((policy_.master && !handed_over_) || !peer_able)
         go_active(peer_able ? "both passive: the master serves"
                             : std::string("the peer cannot serve (") + to_string(peer_->state) +
                                   (peer_->healthy ? "" : ", unhealthy") + ")",
@@ -260,12 +269,13 @@ void NodeCore::evaluate(Time now, std::vector<Action>& out) {
         PeerMessage m = heartbeat();
         m.kind = PeerMessage::takeover;
         out.push_back({Action::send, m});
+        handed_over_ = true;
         return go_down(NodeState::failed, "a critical probe failed: handed over to the peer", out);
       }
       if (!policy_.has_peer || policy_.stop_without_peer) {
         if (policy_.has_peer)
           return go_down(NodeState::failed, "a critical probe failed (stop_without_peer)", out);
-        reason_ = "unhealthy: a critical probe is failing";
+        reason_ = "unhealthy, and no peer to take over: still serving";
         return;
       }
       reason_ = "unhealthy, but no healthy passive peer can take over: still serving";

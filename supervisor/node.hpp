@@ -57,6 +57,10 @@ struct Event {
   } kind = tick;
   PeerMessage message;  // peer_message
   bool flag = false;    // health: healthy; witness: ok; op_recover: failback
+
+  Event() = default;
+  Event(Kind k, bool f = false) : kind(k), flag(f) {}              // NOLINT: implicit on purpose
+  Event(const PeerMessage& m) : kind(peer_message), message(m) {}  // NOLINT
 };
 
 struct Action {
@@ -121,7 +125,9 @@ class NodeCore {
   bool recovering_ = false;       // op_recover given: waiting for the probes to pass
   bool failback_ = false;         // after recovering, ask the peer to quiesce
   bool waiting_quiesce_ = false;  // asked the peer to stop, waiting for `stopped` or loss
-  bool quiesce_reply_ = false;    // the peer asked us to stop: tell it once we have
+  bool quiesce_reply_ = false;
+  bool handed_over_ = false;  // sent `takeover`: the peer is taking the role; do not reclaim it //
+                              // the peer asked us to stop: tell it once we have
   std::string refused_;
 };
 

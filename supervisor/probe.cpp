@@ -107,6 +107,16 @@ void Probe::start() {
   interval_timer_.start(0, seconds(config_.interval));
 }
 
+void Probe::reset_verdict() {
+  verdict_ = Verdict{config_.fall, config_.rise};
+  if (running_ && !pending_) begin_check();
+}
+
+void Probe::pause() {
+  stop();
+  verdict_ = Verdict{config_.fall, config_.rise};
+}
+
 void Probe::stop() {
   running_ = false;
   interval_timer_.stop();
@@ -425,6 +435,8 @@ nlohmann::json Probe::status(Clock::time_point now) const {
   }
   j["last_check_s"] = have_last_ ? json(to_ms(now - last_check_) / 1000.0) : json(nullptr);
   j["pid"] = jsonl_ && pid_ > 0 ? json(pid_) : json(nullptr);
+  j["scope"] = config_.scope;
+  j["running"] = running_;
   return j;
 }
 

@@ -39,10 +39,15 @@ class Probe {
   const ProbeConfig& config() const { return config_; }
   ProbeState state() const { return verdict_.state; }
   bool critical() const { return config_.critical; }
+  bool active_scope() const { return config_.scope == "active"; }
+  bool running() const { return running_; }
   bool process_running() const { return pid_ > 0 || !dying_.empty(); }
 
   void start();  // first check at once, then every interval
+  // Forgets the verdict (recover: the probes are re-run from scratch) and checks now.
+  void reset_verdict();
   void stop();   // no more checks; the probe process is killed
+  void pause();  // stop, and forget the verdict (an active-scope probe on a node going passive)
   // Runs a check now (or joins the one under way) and calls done with its result.
   void check_now(OnResult done);
 

@@ -57,8 +57,30 @@ std::string render_status(const json& st) {
   const json& peer = st.value("peer", json::object());
   if (field(peer, "state") == "none")
     out += "peer none configured\n";
-  else
-    out += cat("peer ", field(peer, "name"), "  state ", field(peer, "state"), "\n");
+  else {
+    out += cat("peer ", field(peer, "name"), "  link ", field(peer, "state"), "  state ",
+               field(peer, "node_state"), "  healthy ", field(peer, "healthy"), "  epoch ",
+               field(peer, "epoch"), "\n");
+    for (auto& l : peer.value("links", json::array())) {
+      std::string rtt = "-";
+      if (l.contains("rtt_ms") && l["rtt_ms"].is_number()) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.2fms", l["rtt_ms"].get<double>());
+        rtt = buf;
+      }
+      std::string heard = l.contains("last_heard_ms") && l["last_heard_ms"].is_number()
+                              ? cat(static_cast<long>(l["last_heard_ms"].get<double>()), "ms ago")
+                              : "never";
+      out += cat("  link ", field(l, "listen"), " -> ", field(l, "peer"), "  ",
+                 l.value("up", false) ? "up" : "down", "  heard ", heard, "  rtt ", rtt, "\n");
+    }
+    const json counters = peer.value("counters", json::object());
+    if (!counters.empty()) {
+      std::string c;
+      for (auto& [k, v] : counters.items()) c += cat(c.empty() ? "" : ", ", k, " ", v.dump());
+      out += cat("  datagrams: ", c, "\n");
+    }
+  }
 
   std::vector<std::vector<std::string>> rows = {
       {"SERVICE", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"}};

@@ -66,15 +66,17 @@ int Supervisor::run() {
 
   log_info("supervisor", "node ", config_.node_name, " supervising ", initial_specs_.size(),
            " services from ", config_.services_dir, " (pid ", getpid(), ")");
-  if (config_.peer)
-    log_warn("supervisor", "peer ", config_.peer->name,
-             " is configured, but this build has no peer link yet: running as a single node");
   base_dir_ = config_.file.find('/') == std::string::npos
                   ? "."
                   : config_.file.substr(0, std::max<size_t>(config_.file.rfind('/'), 1));
   probes_dir_ = config_.probes_dir.empty() ? default_probes_dir() : config_.probes_dir;
   set_services(std::move(initial_specs_));
   set_probes(config_.probes);
+  if (!start_node(err)) {
+    log_error("supervisor", err);
+    control_.close_socket();
+    return exit_code::config;
+  }
   changed();
   ev::get_default_loop().run(0);
 
@@ -124,7 +126,8 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
     }
     next.push_back(std::make_unique<Probe>(name, config, base_dir_, probes_dir_, *this,
                                            [this](Probe& p) { on_probe_change(p); }));
-    if (!shutting_down_) next.back()->start();
+    bool serving = core_ && core_->state() == NodeState::active;
+    if (!shutting_down_ && (!next.back()->active_scope() || serving)) next.back()->start();
   }
   for (auto& old : probes_) {
     if (!old) continue;
@@ -138,11 +141,14 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
 bool Supervisor::healthy() const {
   if (shutting_down_) return false;
   for (auto& p : probes_)
-    if (p->critical() && p->state() == ProbeState::failing) return false;
+    if (p->critical() && p->running() && p->state() == ProbeState::failing) return false;
   return true;
 }
 
 void Supervisor::on_probe_change(Probe& p) {
+  if (p.name() == config_.failover.witness)
+    feed(Event(Event::witness, p.state() == ProbeState::passing));
+  feed(Event(Event::health, node_healthy()));
   bool now = healthy();
   if (now == was_healthy_) return;
   was_healthy_ = now;
@@ -221,17 +227,18 @@ void Supervisor::reconcile() {
     // Stops first, dependents before what they depend on.
     for (auto it = services_.rbegin(); it != services_.rend(); ++it) {
       Service& s = **it;
-      bool should_run = s.want_up && !shutting_down_;
+      bool should_run = s.want_up && services_wanted_ && !shutting_down_;
       if (!should_run && !s.idle() && !dependents_active(s)) s.stop();
     }
     for (auto& r : retiring_) r->stop();
     for (auto& s : services_) {
-      bool should_run = s->want_up && !shutting_down_;
+      bool should_run = s->want_up && services_wanted_ && !shutting_down_;
       if (should_run && s->idle() && dependencies_ready(*s)) s->start();
     }
   } while (reconcile_again_ && ++rounds < 8);
   in_reconcile_ = false;
   if (reconcile_again_) reconcile_idle_.start();  // finish in the next loop iteration
+  after_reconcile();
 
   // Retired services go once they are down and their logger has exited.
   for (auto& r : retiring_)
@@ -240,7 +247,7 @@ void Supervisor::reconcile() {
 
   std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
-    bool all_down = retiring_.empty() && retired_probes_.empty();
+    bool all_down = retiring_.empty() && retired_probes_.empty() && linkd_pid_ == 0;
     for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;
@@ -259,6 +266,9 @@ void Supervisor::begin_shutdown(const char* why) {
   }
   log_info("supervisor", why, ": stopping all services");
   shutting_down_ = true;
+  tick_.stop();
+  linkd_restart_.stop();
+  stop_linkd();
   for (auto& p : probes_) p->stop();
   changed();
 }

@@ -90,8 +90,8 @@ struct Sim {
     x.lost_reported = false;
     x.last_rx = now;
     x.outbox.clear();
-    feed(i, {Event::health, {}, x.healthy});
-    feed(i, {Event::witness, {}, isolated != i});
+    feed(i, Event(Event::health, x.healthy));
+    feed(i, Event(Event::witness, isolated != i));
   }
 
   explicit Sim(uint64_t seed) : rng(seed) {
@@ -154,13 +154,13 @@ struct Sim {
       trace << now.count() / 1000 << "ms heal\n";
       int was = isolated;
       isolated = -1;
-      if (n[was].up) feed(was, {Event::witness, {}, true});
+      if (n[was].up) feed(was, Event(Event::witness, true));
     } else if (isolated < 0 && p(0.0005)) {
       isolated = p(0.5) ? 0 : 1;
       ++partitions;
       isolated_until = now + rand_dur(3s);
       trace << now.count() / 1000 << "ms isolate n" << isolated << "\n";
-      if (n[isolated].up) feed(isolated, {Event::witness, {}, false});
+      if (n[isolated].up) feed(isolated, Event(Event::witness, false));
     }
     for (int i = 0; i < 2; ++i) {
       Node& x = n[i];
@@ -183,17 +183,17 @@ struct Sim {
       if (x.healthy && p(0.0005)) {
         x.healthy = false;
         x.unhealthy_until = now + rand_dur(2s);
-        feed(i, {Event::health, {}, false});
+        feed(i, Event(Event::health, false));
       } else if (!x.healthy && now >= x.unhealthy_until) {
         x.healthy = true;
-        feed(i, {Event::health, {}, true});
+        feed(i, Event(Event::health, true));
       }
       if (p(0.0004)) operator_command(i);
       // Services finish starting or stopping.
       if (x.services_done >= Time(0) && now >= x.services_done) {
         x.services_done = Time(-1);
         x.services = x.services_wanted;
-        feed(i, {x.services ? Event::services_up : Event::services_down, {}, false});
+        feed(i, Event(x.services ? Event::services_up : Event::services_down));
       }
       // linkd: heartbeats with retried commands, and loss detection.
       if (now >= x.next_hb) {
@@ -204,9 +204,9 @@ struct Sim {
       if (!x.lost_reported && now - x.last_rx >= kDeadAfter) {
         x.lost_reported = true;
         x.outbox.clear();  // commands are retried until acknowledged or the peer is lost
-        feed(i, {Event::peer_lost, {}, false});
+        feed(i, Event(Event::peer_lost, false));
       }
-      feed(i, {Event::tick, {}, false});
+      feed(i, Event(Event::tick, false));
     }
     deliver();
     check();
@@ -227,7 +227,7 @@ struct Sim {
       if (pk.msg.kind != PeerMessage::heartbeat && !sender.outbox.empty() &&
           sender.outbox.front().kind == pk.msg.kind)
         sender.outbox.pop_front();
-      feed(pk.to, {Event::peer_message, pk.msg, false});
+      feed(pk.to, Event(pk.msg));
     }
     net.erase(net.begin(), net.begin() + static_cast<long>(done));
   }

@@ -112,7 +112,8 @@ TEST_CASE("hysteresis and node health: critical probes only") {
   REQUIRE(n.wait_probe("flip", [](const json& p) { return p["state"] == "failing"; }));
   json st = n.status();
   CHECK(st["node"]["healthy"] == false);
-  CHECK(st["node"]["reason"] == "critical probe flip is failing");
+  CHECK(st["node"]["reason"].get<std::string>().find("critical probe flip is failing") !=
+        std::string::npos);
   CHECK(st["probes"]["flip"]["consecutive_fail"].get<int>() >= 3);
   CHECK(n.wait_log("node unhealthy: critical probe flip is failing"));
 

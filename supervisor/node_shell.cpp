@@ -1,0 +1,345 @@
+// The imperative shell around NodeCore: what the supervisor feeds it and how its actions are
+// carried out (services wanted or not, the node record, messages through linkd).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <algorithm>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+#include "common/log.hpp"
+#include "linkd.hpp"
+#include "node_store.hpp"
+#include "supervisor.hpp"
+
+namespace vac {
+
+using json = nlohmann::json;
+
+namespace {
+json message_json(const PeerMessage& m) {
+  static const char* kinds[] = {"heartbeat", "takeover", "quiesce", "stopped"};
+  return {{"kind", kinds[m.kind]},
+          {"state", to_string(m.state)},
+          {"epoch", m.epoch},
+          {"healthy", m.healthy}};
+}
+
+bool message_from_json(const json& j, PeerMessage& m) {
+  std::string kind = j.value("kind", "");
+  if (kind == "heartbeat")
+    m.kind = PeerMessage::heartbeat;
+  else if (kind == "takeover")
+    m.kind = PeerMessage::takeover;
+  else if (kind == "quiesce")
+    m.kind = PeerMessage::quiesce;
+  else if (kind == "stopped")
+    m.kind = PeerMessage::stopped;
+  else
+    return false;
+  if (!parse_node_state(j.value("state", ""), m.state)) return false;
+  m.epoch = j.value("epoch", uint64_t(0));
+  m.healthy = j.value("healthy", false);
+  return true;
+}
+
+std::string sibling_executable(const std::string& name, const std::string& installed) {
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    std::string dir(self, static_cast<size_t>(n));
+    dir = dir.substr(0, dir.rfind('/'));
+    if (access((dir + "/" + name).c_str(), X_OK) == 0) return dir + "/" + name;
+  }
+  return installed;
+}
+}  // namespace
+
+// Reads the peer key: at least 32 bytes, and readable by root alone.
+bool load_peer_key(const std::string& path, Key& key, std::string& err) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return err = sys_error(cat("peer.key_file ", path)), false;
+  if (st.st_mode & 077)
+    return err = cat("peer.key_file ", path, " is readable by group or others (chmod 600 ", path,
+                     ")"),
+           false;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!parse_key_hex(ss.str(), key, err))
+    return err = cat("peer.key_file ", path, ": ", err), false;
+  return true;
+}
+
+Time Supervisor::now() const {
+  return std::chrono::duration_cast<Duration>(Clock::now() - started_);
+}
+
+bool Supervisor::start_node(std::string& err) {
+  NodePolicy policy;
+  policy.master = config_.role == "master";
+  policy.has_peer = config_.peer.has_value();
+  policy.has_witness = !config_.failover.witness.empty();
+  policy.failback_auto = config_.failover.failback == "auto";
+  policy.stop_without_peer = config_.failover.stop_without_peer;
+  policy.startup_grace = config_.failover.startup_grace;
+  policy.isolation_after = config_.failover.isolation_after;
+  if (config_.peer) {
+    policy.dead_after = config_.peer->dead_after;
+    if (!load_peer_key(config_.peer->key_file, key_, err)) return false;
+  }
+  NodeRecord rec = load_node_record(config_.state_dir, record_note_);
+  if (!record_note_.empty()) log_warn("node", record_note_);
+  core_ = std::make_unique<NodeCore>(policy, rec.state, rec.epoch, now());
+  log_info("node", config_.node_name, " (", config_.role, ") starts ", to_string(core_->state()),
+           ", epoch ", core_->epoch());
+  tick_.set<Supervisor, &Supervisor::on_tick>(this);
+  tick_.start(0.05, 0.05);
+  linkd_restart_.set<Supervisor, &Supervisor::on_linkd_restart>(this);
+  linkd_io_.set<Supervisor, &Supervisor::on_linkd_output>(this);
+  if (config_.peer) start_linkd();
+  return true;
+}
+
+bool Supervisor::node_healthy() const {
+  for (auto& p : probes_) {
+    if (!p->critical() || !p->running()) continue;
+    if (p->state() == ProbeState::failing) return false;
+    if (recovering_ && p->state() != ProbeState::passing) return false;
+  }
+  return true;
+}
+
+void Supervisor::feed(Event e) {
+  if (!core_) return;
+  NodeState before = core_->state();
+  auto actions = core_->handle(e, now());
+  for (auto& a : actions) {
+    switch (a.kind) {
+      case Action::persist: {
+        std::string err;
+        if (!save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err))
+          log_error("node", "cannot persist the node record: ", err);
+        break;
+      }
+      case Action::start_services:
+        services_wanted_ = true;
+        break;
+      case Action::stop_services:
+        services_wanted_ = false;
+        break;
+      case Action::send:
+        to_linkd({{"send", message_json(a.message)}});
+        break;
+      case Action::notify:
+        log_info("node", to_string(before), " -> ", to_string(core_->state()), ": ",
+                 core_->reason());
+        break;
+    }
+  }
+  if (core_->state() != NodeState::failed) recovering_ = false;
+  // Probes of the services themselves run while this node serves, from a clean verdict.
+  bool serving = core_->state() == NodeState::active;
+  for (auto& p : probes_) {
+    if (!p->active_scope() || shutting_down_) continue;
+    if (serving && !p->running()) p->start();
+    if (!serving && p->running()) p->pause();
+  }
+  json hb = message_json(core_->heartbeat());
+  if (hb != last_heartbeat_) {
+    last_heartbeat_ = hb;
+    hb.erase("kind");
+    to_linkd({{"heartbeat", hb}});
+  }
+  changed();
+}
+
+// Services have reached what the node wanted: tell the core.
+void Supervisor::after_reconcile() {
+  if (!core_ || shutting_down_) return;
+  bool all_up = true, all_down = retiring_.empty();
+  for (auto& s : services_) {
+    if (s->want_up) all_up &= s->ready();
+    all_down &= s->idle();
+  }
+  if (core_->state() == NodeState::starting && services_wanted_ && all_up)
+    feed(Event::services_up);
+  else if (core_->state() == NodeState::stopping && !services_wanted_ && all_down)
+    feed(Event::services_down);
+}
+
+void Supervisor::on_tick(ev::timer&, int) {
+  if (core_) feed(Event::tick);
+}
+
+void Supervisor::start_linkd() {
+  int in[2], out[2];
+  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+    log_error("linkd", sys_error("pipe"));
+    return;
+  }
+  SpawnSpec s;
+  s.exe = sibling_executable("vacataire-linkd", "/usr/sbin/vacataire-linkd");
+  s.env = base_env();
+  s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
+  std::string err;
+  pid_t pid = start_child(
+      s,
+      [this](pid_t p, int status) {
+        if (p != linkd_pid_) return;
+        linkd_pid_ = 0;
+        forget_group(p);
+        linkd_io_.stop();
+        close(linkd_in_), close(linkd_out_);
+        linkd_in_ = linkd_out_ = -1;
+        if (shutting_down_) return changed();
+        // A restart of linkd alone is not the peer's loss: the core hears nothing of it.
+        auto up = std::chrono::duration_cast<Duration>(Clock::now() - linkd_started_);
+        Duration d = linkd_backoff_.next_delay(config_.restart, up);
+        log_warn("linkd", "exited (",
+                 WIFSIGNALED(status) ? cat("signal ", WTERMSIG(status))
+                                     : cat("exit ", WEXITSTATUS(status)),
+                 "); restarting", d.count() ? cat(" in ", format_duration(d)) : "");
+        ++linkd_restarts_;
+        linkd_restart_.start(std::max(seconds(d), 0.001), 0);
+      },
+      err);
+  close(in[0]), close(out[1]);
+  if (pid < 0) {
+    close(in[1]), close(out[0]);
+    log_error("linkd", "cannot start: ", err);
+    linkd_restart_.start(1, 0);
+    return;
+  }
+  linkd_pid_ = pid;
+  linkd_started_ = Clock::now();
+  record_group(pid, "linkd", "linkd");
+  linkd_in_ = in[1], linkd_out_ = out[0];
+  fcntl(linkd_in_, F_SETFL, fcntl(linkd_in_, F_GETFL) | O_NONBLOCK);
+  fcntl(linkd_out_, F_SETFL, fcntl(linkd_out_, F_GETFL) | O_NONBLOCK);
+  linkd_reader_.reset();
+  linkd_io_.start(linkd_out_, ev::READ);
+  LinkdConfig lc;
+  lc.node = config_.node_name;
+  lc.peer = config_.peer->name;
+  lc.links = config_.peer->links;
+  lc.key = key_;
+  lc.heartbeat = config_.peer->heartbeat;
+  lc.dead_after = config_.peer->dead_after;
+  lc.user = config_.user;
+  to_linkd({{"config", linkd_config_json(lc)}});
+  json hb = last_heartbeat_.is_null() ? message_json(core_->heartbeat()) : last_heartbeat_;
+  hb.erase("kind");
+  to_linkd({{"heartbeat", hb}});
+}
+
+void Supervisor::on_linkd_restart(ev::timer&, int) {
+  if (!shutting_down_ && linkd_pid_ == 0) start_linkd();
+}
+
+void Supervisor::stop_linkd() {
+  if (linkd_pid_ <= 0) return;
+  close(linkd_in_);  // linkd ends when its stdin closes
+  linkd_in_ = -1;
+  kill(linkd_pid_, SIGTERM);
+}
+
+void Supervisor::to_linkd(const json& j) {
+  if (linkd_in_ < 0) return;
+  std::string line = j.dump() + "\n";
+  // Never block on linkd: a line it cannot take now is dropped; heartbeats repeat anyway.
+  if (write(linkd_in_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    log_warn("linkd", "not reading its input; a line was dropped");
+}
+
+void Supervisor::on_linkd_output(ev::io&, int) {
+  auto r = linkd_reader_.read_from(linkd_out_, [this](std::string_view line, bool truncated) {
+    if (!truncated) on_linkd_line(line);
+  });
+  if (r != LineReader::ReadResult::again) linkd_io_.stop();
+}
+
+void Supervisor::on_linkd_line(std::string_view line) {
+  json j = json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return log_warn("linkd", "garbled line from linkd");
+  if (j.contains("ready")) log_info("linkd", "ready on ", j["ready"].value("links", 0), " links");
+  if (j.contains("error"))
+    log_error("linkd", j["error"].is_string() ? j["error"].get<std::string>() : "error");
+  if (j.contains("stats")) link_stats_ = j["stats"];
+  if (j.contains("lost")) {
+    log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
+    feed(Event::peer_lost);
+  }
+  if (j.contains("peer")) {
+    PeerMessage m;
+    if (!message_from_json(j["peer"], m)) return log_warn("linkd", "bad peer message from linkd");
+    feed(Event(m));
+  }
+}
+
+json Supervisor::node_status() const {
+  bool stopping = shutting_down_;
+  json n = {{"name", config_.node_name},
+            {"role", config_.role},
+            {"state", core_ ? to_string(core_->state()) : "passive"},
+            {"epoch", core_ ? core_->epoch() : 0},
+            {"healthy", healthy()},
+            {"serving", core_ && core_->state() == NodeState::active && healthy()},
+            {"reason", stopping ? "shutting down"
+                       : core_  ? core_->reason()
+                                : ""},
+            {"recovering", recovering_},
+            {"pid", getpid()},
+            {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
+  if (!record_note_.empty()) n["record_note"] = record_note_;
+  return n;
+}
+
+json Supervisor::peer_status() const {
+  if (!config_.peer) return {{"state", "none"}};
+  json p = {{"name", config_.peer->name}};
+  bool reachable = core_ && core_->peer_reachable();
+  p["state"] = reachable ? "up" : (core_ && core_->peer() ? "lost" : "unknown");
+  if (core_ && core_->peer()) {
+    p["node_state"] = to_string(core_->peer()->state);
+    p["epoch"] = core_->peer()->epoch;
+    p["healthy"] = core_->peer()->healthy;
+  }
+  p["linkd_pid"] = linkd_pid_ > 0 ? json(linkd_pid_) : json(nullptr);
+  p["linkd_restarts"] = linkd_restarts_;
+  if (link_stats_.is_object()) {
+    p["links"] = link_stats_.value("links", json::array());
+    p["counters"] = link_stats_.value("counters", json::object());
+  }
+  return p;
+}
+
+json Supervisor::handle_node_command(const std::string& cmd, const json& req) {
+  Event e;
+  if (cmd == "takeover")
+    e.kind = Event::op_takeover;
+  else if (cmd == "release")
+    e.kind = Event::op_release;
+  else if (cmd == "recover")
+    e.kind = Event::op_recover, e.flag = req.value("failback", false);
+  else if (cmd == "maintenance")
+    e.kind = req.value("on", true) ? Event::op_maintenance_on : Event::op_maintenance_off;
+  if (e.kind == Event::op_recover && core_->state() == NodeState::failed) {
+    // The probes are re-run from scratch: their fresh verdict, not the old one, decides.
+    for (auto& p : probes_) p->reset_verdict();
+    recovering_ = true;
+  }
+  log_info("control", cmd, req.value("failback", false) ? " --failback" : "");
+  feed(e);
+  if (!core_->refused().empty()) {
+    if (e.kind == Event::op_recover) recovering_ = false;
+    return {{"ok", false}, {"code", 1}, {"error", core_->refused()}};
+  }
+  if (e.kind == Event::op_recover) feed(Event(Event::health, node_healthy()));
+  return {{"ok", true},
+          {"message",
+           cat(config_.node_name, ": ", to_string(core_->state()), " (", core_->reason(), ")")}};
+}
+
+}  // namespace vac
