@@ -88,7 +88,8 @@ std::string render_status(const json& st) {
   for (auto& [name, s] : services.items()) {
     std::string state = field(s, "state");
     if (field(s, "want") == "down" && state != "down") state += " (want down)";
-    if (field(s, "want") == "up" && state == "down") state += " (want up)";
+    if (field(s, "want") == "up" && state == "down" && field(node, "state") == "active")
+      state += " (want up)";
     if (s.contains("backoff_s")) state += cat(" ", format_age(s["backoff_s"].get<double>()));
     rows.push_back({name, state, field(s, "pid"),
                     s.contains("uptime_s") ? format_age(s["uptime_s"].get<double>()) : "-",
