@@ -17,17 +17,8 @@
 using vt::json;
 
 namespace {
-int free_port(int type) {
-  int fd = socket(AF_INET, type, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using vt::free_port;
+
 std::string loop(int port) {
   return "127.0.0.1:" + std::to_string(port);
 }
@@ -108,6 +99,12 @@ struct Pair {
   bool lb_answers(const std::string& who, double timeout = 10) {
     return vt::eventually([&] { return through_lb() == "pong from " + who + "\n"; }, timeout);
   }
+  // Both supervisors, and the roles settled: web1 active, web2 passive.
+  void start_pair() {
+    a.start();
+    b.start();
+    REQUIRE(states("active", "passive"));
+  }
   static std::string state(vt::Node& n) { return n.status()["node"].value("state", "?"); }
   bool states(const std::string& sa, const std::string& sb, double timeout = 10) {
     bool ok = vt::eventually([&] { return state(a) == sa && state(b) == sb; }, timeout);
@@ -122,10 +119,8 @@ struct Pair {
 
 TEST_CASE("a failing app on the master fails over to the standby, and recover --failback returns") {
   Pair p;
-  p.a.start();
-  p.b.start();
   p.start_haproxy();
-  REQUIRE_MESSAGE(p.states("active", "passive"), p.a.log(), p.b.log());
+  p.start_pair();
   REQUIRE(p.lb_answers("web1"));
   json sb = p.b.status();
   CHECK(sb["peer"]["state"] == "up");
@@ -156,10 +151,8 @@ TEST_CASE("a failing app on the master fails over to the standby, and recover --
 
 TEST_CASE("kill -9 of the master's whole process tree: the standby serves after dead_after") {
   Pair p;
-  p.a.start();
-  p.b.start();
   p.start_haproxy();
-  REQUIRE(p.states("active", "passive"));
+  p.start_pair();
   REQUIRE(p.lb_answers("web1"));
   // The whole tree: the supervisor, linkd, probes and the services' groups.
   std::vector<pid_t> groups;
@@ -179,9 +172,7 @@ TEST_CASE("kill -9 of the master's whole process tree: the standby serves after 
 
 TEST_CASE("kill -9 of linkd on the active node: no failover, linkd comes back") {
   Pair p;
-  p.a.start();
-  p.b.start();
-  REQUIRE(p.states("active", "passive"));
+  p.start_pair();
   pid_t linkd = p.a.status()["peer"]["linkd_pid"];
   uint64_t epoch = p.a.status()["node"]["epoch"];
   kill(linkd, SIGKILL);
@@ -201,9 +192,7 @@ TEST_CASE("kill -9 of linkd on the active node: no failover, linkd comes back") 
 
 TEST_CASE("operator release and takeover hand the role over through the handshake") {
   Pair p;
-  p.a.start();
-  p.b.start();
-  REQUIRE(p.states("active", "passive"));
+  p.start_pair();
   CHECK(p.b.cli({"release"}).code == 1);  // not active
   CHECK(p.a.cli({"release"}).code == 0);
   REQUIRE(p.states("passive", "active"));
@@ -220,9 +209,7 @@ TEST_CASE("operator release and takeover hand the role over through the handshak
 
 TEST_CASE("forged, replayed and garbage datagrams at the link port: counted, no effect") {
   Pair p;
-  p.a.start();
-  p.b.start();
-  REQUIRE(p.states("active", "passive"));
+  p.start_pair();
   uint64_t epoch = p.a.status()["node"]["epoch"];
   vac::Key key, wrong(32, 'w');
   std::string err;

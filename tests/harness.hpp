@@ -20,6 +20,9 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& text, int mode = 0644);
 bool process_exists(pid_t pid);  // alive and not a zombie
 
+// A loopback port free right now (SOCK_STREAM or SOCK_DGRAM), for a test's own listeners.
+int free_port(int type);
+
 // Polls cond every few milliseconds until it holds or timeout_s passes.
 bool eventually(const std::function<bool()>& cond, double timeout_s = 10);
 
