@@ -7,9 +7,11 @@
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <csignal>
+#include <cstdio>
 
 #include "harness.hpp"
 #include "wire.hpp"
@@ -246,5 +248,61 @@ TEST_CASE("forged, replayed and garbage datagrams at the link port: counted, no 
   auto r = p.a.cli({"status"});
   CHECK(r.out.find("replayed 3") != std::string::npos);
   CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
+TEST_CASE("keygen writes a private key; a key readable by others or too short is refused") {
+  vt::Node n;
+  auto r = vt::run_command({VACATAIRE_BIN, "keygen", n.path("k")});
+  CHECK(r.code == 0);
+  struct stat st {};
+  REQUIRE(stat(n.path("k").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  CHECK(vt::read_file(n.path("k")).size() == 129);  // 64 bytes in hex, and a newline
+  r = vt::run_command({VACATAIRE_BIN, "keygen", n.path("k")});
+  CHECK(r.code == 1);
+  CHECK(r.out.find("exists; use --force") != std::string::npos);
+  CHECK(vt::run_command({VACATAIRE_BIN, "keygen", "--force", n.path("k")}).code == 0);
+
+  Pair p;
+  chmod(p.a.path("peer.key").c_str(), 0644);
+  r = p.a.cli({"check-config"});
+  CHECK(r.code == 3);
+  CHECK(r.out.find("is readable by group or others (chmod 600") != std::string::npos);
+  CHECK(p.a.cli({"run"}).code == 3);
+  p.b.write("peer.key", "abcdef\n", 0600);
+  r = p.b.cli({"check-config"});
+  CHECK(r.code == 3);
+  CHECK(r.out.find("the key is 3 bytes; at least 32 are needed") != std::string::npos);
+}
+
+TEST_CASE("rule 3 with real processes: a standby whose witness fails does not take over") {
+  Pair p;
+  for (vt::Node* n : {&p.a, &p.b}) {
+    n->write("gateway-up", "");
+    n->configure({{"failover", {{"witness", "gateway"}}},
+                  {"probes",
+                   {{"gateway",
+                     {{"exec", {"/bin/sh", "-c", "test -e gateway-up || exit 2"}},
+                      {"protocol", "exit"},
+                      {"interval", "50ms"},
+                      {"fall", 1},
+                      {"rise", 1},
+                      {"critical", false}}}}}});
+  }
+  p.start_pair();
+  std::remove(p.b.path("gateway-up").c_str());  // web2 cannot reach its witness
+  REQUIRE(p.b.wait_probe("gateway", [](const json& g) { return g["state"] == "failing"; }));
+  p.a.kill9();
+  if (DIR* d = opendir(p.a.path("state/groups").c_str())) {
+    while (dirent* e = readdir(d))
+      if (std::atoi(e->d_name) > 1) kill(-std::atoi(e->d_name), SIGKILL);
+    closedir(d);
+  }
+  REQUIRE(p.b.wait_log("lost: silent on every link"));
+  // Well past dead_after, it still waits: it may be the isolated one.
+  CHECK_FALSE(vt::eventually([&] { return Pair::state(p.b) != "passive"; }, 1.0));
+  p.b.write("gateway-up", "");
+  CHECK(vt::eventually([&] { return Pair::state(p.b) == "active"; }, 5));
   CHECK(p.b.stop() == 0);
 }
