@@ -129,6 +129,7 @@ void LinkDaemon::start() {
   fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
   stdin_io_.set<LinkDaemon, &LinkDaemon::on_stdin>(this);
   stdin_io_.start(0, ev::READ);
+  silence_.set<LinkDaemon, &LinkDaemon::on_silence>(this);
   tick_.set<LinkDaemon, &LinkDaemon::on_tick>(this);
   tick_.start(0, seconds(config_.heartbeat));
   emit({{"ready", {{"links", links_.size()}, {"uid", geteuid()}}}});
@@ -202,16 +203,20 @@ void LinkDaemon::on_tick(ev::timer&, int) {
     send_all(hb);
   }
   for (auto& [id, m] : pending_) send_all(m);  // retried until acknowledged
-  double silent = peer_alive_ ? ms_since(last_heard_) : ms_since(std::max(last_heard_, started_));
-  if (peer_alive_ && silent >= seconds(config_.dead_after) * 1000) {
-    peer_alive_ = false;
-    pending_.clear();  // or until the peer is lost
-    emit({{"lost", {{"silent_ms", silent}}}});
-  }
   if (ms_since(last_stats_) >= 1000) {
     last_stats_ = Clock::now();
     emit({{"stats", stats()}});
   }
+}
+
+void LinkDaemon::on_silence(ev::timer&, int) {
+  if (peer_alive_) peer_lost();
+}
+
+void LinkDaemon::peer_lost() {
+  peer_alive_ = false;
+  pending_.clear();  // commands are retried until acknowledged or the peer is lost
+  emit({{"lost", {{"silent_ms", ms_since(last_heard_)}}}});
 }
 
 void LinkDaemon::on_readable(Link& link) {
@@ -241,6 +246,8 @@ void LinkDaemon::on_datagram(Link& link, std::string_view bytes) {
   ++link.rx;
   link.heard = true;
   link.last_heard = last_heard_ = Clock::now();
+  silence_.stop();
+  silence_.start(seconds(config_.dead_after), 0);
   std::string kind = d.msg.value("kind", "");
   bool was_alive = peer_alive_;
   peer_alive_ = true;

@@ -64,6 +64,8 @@ class LinkDaemon {
   void on_readable(Link& link);
   void on_datagram(Link& link, std::string_view bytes);
   void on_tick(ev::timer&, int);
+  void on_silence(ev::timer&, int);
+  void peer_lost();
   void send_on(Link& link, const nlohmann::json& msg);
   void send_all(const nlohmann::json& msg);
   void emit(const nlohmann::json& j);
@@ -74,6 +76,7 @@ class LinkDaemon {
   LineReader stdin_reader_{65536};
   ev::io stdin_io_;
   ev::timer tick_;
+  ev::timer silence_;  // fires dead_after after the last valid datagram, not a tick later
   uint64_t boot_;
   nlohmann::json heartbeat_;  // null until the supervisor has said what this node is
   std::map<uint64_t, nlohmann::json> pending_;  // commands waiting for the peer's ack

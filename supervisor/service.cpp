@@ -13,7 +13,10 @@ namespace vac {
 
 namespace {
 constexpr auto kDrainPoll = std::chrono::milliseconds(10);
+// Readiness is polled briskly at first (a failover waits on it), then every 50 ms.
+constexpr auto kReadyPollFast = std::chrono::milliseconds(10);
 constexpr auto kReadyPoll = std::chrono::milliseconds(50);
+constexpr auto kReadyFastFor = std::chrono::milliseconds(200);
 constexpr auto kReadyTimeout = std::chrono::seconds(2);
 constexpr auto kLoggerStopTimeout = std::chrono::seconds(5);
 
@@ -197,7 +200,8 @@ void Service::run_ready_check() {
         ready_timer_.stop();
         if (phase_ != Phase::running || ready_) return;
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return become_ready("ready check passed");
-        ready_timer_.start(secs(kReadyPoll), 0);
+        bool early = Clock::now() - started_ < kReadyFastFor;
+        ready_timer_.start(secs(early ? kReadyPollFast : kReadyPoll), 0);
       },
       err);
   if (p < 0) {

@@ -171,8 +171,13 @@ void Node::start() {
     int log = open(path("supervisor.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     dup2(log, 1);
     dup2(log, 2);
-    execl(VACATAIRE_BIN, VACATAIRE_BIN, "run", "-c", config_path().c_str(), "--log-level", "debug",
-          nullptr);
+    std::vector<std::string> args = {VACATAIRE_BIN, "run",         "-c",
+                                     config_path(), "--log-level", "debug"};
+    args.insert(args.end(), run_args.begin(), run_args.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(VACATAIRE_BIN, argv.data());
     _exit(127);
   }
   eventually([&] { return !status().empty(); }, 10);

@@ -51,6 +51,7 @@ class Node {
   void configure(const json& extra = json::object());
 
   void start();
+  std::vector<std::string> run_args;  // more arguments for `vacataire run`
   pid_t pid() const { return pid_; }
   int stop(double timeout_s = 20);  // SIGTERM, wait; returns the exit code (-1 on timeout)
   void kill9();                     // SIGKILL the supervisor alone, as a crash would

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <csignal>
 
+#include "common/text.hpp"
 #include "harness.hpp"
 
 using vt::json;
@@ -320,4 +321,25 @@ TEST_CASE("a run file that cannot be executed backs off instead of spinning") {
   json s = n.service_status("noshebang");
   CHECK(s["last_exit"].get<std::string>().find("cannot start") != std::string::npos);
   CHECK(n.stop() == 0);
+}
+
+TEST_CASE("--log-format json: one object per line, service output included") {
+  vt::Node n;
+  n.service("talker", "echo hello in json\nexec sleep 1000");
+  n.run_args = {"--log-format", "json"};
+  n.start();
+  REQUIRE(n.wait_log("hello in json"));
+  CHECK(n.stop() == 0);
+  int lines = 0;
+  bool service_line = false;
+  for (auto& line : vac::split_lines(n.log())) {
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, false);
+    REQUIRE_MESSAGE(j.is_object(), line);
+    for (auto key : {"ts", "level", "component", "msg"}) CHECK(j.contains(key));
+    service_line |= j["component"] == "talker" && j["msg"] == "hello in json";
+    ++lines;
+  }
+  CHECK(lines > 3);
+  CHECK(service_line);
 }
