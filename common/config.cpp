@@ -337,6 +337,8 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
     r.duration("backoff", c.restart.backoff, Duration(1000));
     r.duration("backoff_max", c.restart.backoff_max, Duration(1000));
     r.duration("stable_after", c.restart.stable_after, Duration(0));
+    r.integer("budget", c.restart.budget, 0, 100000);
+    r.duration("budget_window", c.restart.budget_window, Duration(1000));
   });
   top.finish();
 

@@ -56,6 +56,8 @@ struct RestartConfig {
   Duration backoff = 100ms;
   Duration backoff_max = 30s;
   Duration stable_after = 1s;
+  int budget = 10;  // more restarts of one service than this within budget_window: unhealthy
+  Duration budget_window = 60s;
 };
 
 struct Config {

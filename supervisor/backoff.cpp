@@ -16,4 +16,9 @@ Duration Backoff::next_delay(const RestartConfig& policy, Duration uptime) {
   return d < policy.backoff_max ? d : policy.backoff_max;
 }
 
+bool RestartBudget::exceeded(Duration now, int budget, Duration window) {
+  std::erase_if(restarts_, [&](Duration t) { return now - t > window; });
+  return budget > 0 && static_cast<int>(restarts_.size()) > budget;
+}
+
 }  // namespace vac

@@ -2,6 +2,8 @@
 // dying young waits backoff, 2*backoff, 4*backoff ... up to backoff_max. It never spins.
 #pragma once
 
+#include <vector>
+
 #include "common/config.hpp"
 
 namespace vac {
@@ -11,6 +13,18 @@ struct Backoff {
 
   // Records a run that lasted `uptime` and returns how long to wait before the next start.
   Duration next_delay(const RestartConfig& policy, Duration uptime);
+};
+
+// Rule 1's second trigger, pure: more than `budget` restarts within `window` is a failure of
+// the node, not just of the service. A budget of 0 means no limit.
+class RestartBudget {
+ public:
+  void record(Duration now) { restarts_.push_back(now); }
+  bool exceeded(Duration now, int budget, Duration window);
+  void clear() { restarts_.clear(); }
+
+ private:
+  std::vector<Duration> restarts_;
 };
 
 }  // namespace vac

@@ -23,6 +23,9 @@ nlohmann::json Supervisor::status() const {
     if (p->critical() && p->state() == ProbeState::failing)
       node["reason"] =
           cat(node["reason"].get<std::string>(), "; critical probe ", p->name(), " is failing");
+  if (std::string svc = over_budget(); !svc.empty())
+    node["reason"] =
+        cat(node["reason"].get<std::string>(), "; service ", svc, " is over its restart budget");
   nlohmann::json services = nlohmann::json::object();
   for (auto& s : services_) services[s->name()] = s->status(now);
   nlohmann::json probes = nlohmann::json::object();

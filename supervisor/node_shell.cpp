@@ -102,7 +102,17 @@ bool Supervisor::start_node(std::string& err) {
   return true;
 }
 
+// The service over its restart budget, if any (rule 1's second trigger).
+std::string Supervisor::over_budget() const {
+  auto now = std::chrono::duration_cast<Duration>(Clock::now().time_since_epoch());
+  for (auto& s : services_)
+    if (s->budget().exceeded(now, config_.restart.budget, config_.restart.budget_window))
+      return s->name();
+  return "";
+}
+
 bool Supervisor::node_healthy() const {
+  if (!over_budget().empty()) return false;
   for (auto& p : probes_) {
     if (!p->critical() || !p->running()) continue;
     if (p->state() == ProbeState::failing) return false;
@@ -158,6 +168,15 @@ void Supervisor::feed(Event e) {
 // Services have reached what the node wanted: tell the core.
 void Supervisor::after_reconcile() {
   if (!core_ || shutting_down_) return;
+  std::string svc = over_budget();
+  if (svc != budget_logged_) {
+    if (!svc.empty())
+      log_warn("node", "service ", svc, " restarted more than ", config_.restart.budget,
+               " times within ", format_duration(config_.restart.budget_window));
+    budget_logged_ = svc;
+  }
+  bool health = node_healthy();
+  if (health != core_->healthy() && !recovering_) return feed(Event(Event::health, health));
   bool all_up = true, all_down = retiring_.empty();
   for (auto& s : services_) {
     if (s->want_up) all_up &= s->ready();
@@ -328,6 +347,7 @@ json Supervisor::handle_node_command(const std::string& cmd, const json& req) {
   if (e.kind == Event::op_recover && core_->state() == NodeState::failed) {
     // The probes are re-run from scratch: their fresh verdict, not the old one, decides.
     for (auto& p : probes_) p->reset_verdict();
+    for (auto& s : services_) s->budget().clear();
     recovering_ = true;
   }
   log_info("control", cmd, req.value("failback", false) ? " --failback" : "");

@@ -301,6 +301,7 @@ void Service::after_finish() {
     return;
   }
   ++restarts_;
+  budget_.record(std::chrono::duration_cast<Duration>(Clock::now().time_since_epoch()));
   backoff_delay_ = backoff_.next_delay(host_.restart_policy(), last_uptime_);
   if (backoff_delay_.count() == 0) {
     phase_ = Phase::idle;

@@ -70,6 +70,8 @@ class Service {
   bool logger_running() const { return logger_pid_ > 0; }
 
   nlohmann::json status(Clock::time_point now) const;
+  // Restarts after crashes, for the node's restart budget (rule 1).
+  RestartBudget& budget() { return budget_; }
 
  private:
   enum class Phase { idle, running, signalled, draining, finishing, backoff };
@@ -100,6 +102,7 @@ class Service {
   std::string last_exit_ = "-";
   int restarts_ = 0;
   Backoff backoff_;
+  RestartBudget budget_;
   Duration backoff_delay_{0};
   Duration last_uptime_{0};
   int last_status_ = 0;

@@ -62,6 +62,7 @@ class Supervisor : public ServiceHost {
   void feed(Event e);
   Time now() const;
   bool node_healthy() const;
+  std::string over_budget() const;
   void after_reconcile();
   void start_linkd();
   void stop_linkd();
@@ -98,6 +99,7 @@ class Supervisor : public ServiceHost {
   bool services_wanted_ = false;
   bool recovering_ = false;  // recover given: health means every critical probe passing
   std::string record_note_;
+  std::string budget_logged_;  // the service last reported over its restart budget
   nlohmann::json last_heartbeat_;
   Key key_;
   pid_t linkd_pid_ = 0;

@@ -26,3 +26,15 @@ TEST_CASE("young deaths back off exponentially to the cap, and a stable run rese
   CHECK(b.next_delay(p, 10ms) == Duration(0));
   CHECK(b.next_delay(p, 10ms) == 100ms);
 }
+
+TEST_CASE("the restart budget: more than N restarts within the window, and it forgets") {
+  RestartBudget b;
+  for (int i = 0; i < 3; ++i) b.record(Duration(std::chrono::seconds(i)));
+  CHECK_FALSE(b.exceeded(3s, 3, 10s));
+  b.record(3s);
+  CHECK(b.exceeded(3s, 3, 10s));
+  CHECK_FALSE(b.exceeded(3s, 0, 10s));       // 0: no limit
+  CHECK_FALSE(b.exceeded(12500ms, 3, 10s));  // the first three fell out of the window
+  b.clear();
+  CHECK_FALSE(b.exceeded(13s, 0, 10s));
+}

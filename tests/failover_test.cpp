@@ -306,3 +306,22 @@ TEST_CASE("rule 3 with real processes: a standby whose witness fails does not ta
   CHECK(vt::eventually([&] { return Pair::state(p.b) == "active"; }, 5));
   CHECK(p.b.stop() == 0);
 }
+
+TEST_CASE("rule 1: a service over its restart budget fails the node over") {
+  Pair p;
+  // No content probe here: only the restart budget may fail this node.
+  p.a.configure({{"restart", {{"budget", 2}, {"budget_window", "1m"}}}, {"probes", nullptr}});
+  p.start_pair();
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(p.a.wait_state("app", "up"));
+    CHECK(Pair::state(p.a) == "active");  // within budget: restarts alone
+    pid_t pid = p.a.status()["services"]["app"]["pid"];
+    kill(pid, SIGKILL);
+    REQUIRE(p.a.wait_service("app", [&](const json& s) { return s["pid"] != pid; }));
+  }
+  REQUIRE(p.states("failed", "active"));
+  CHECK(p.a.log().find("service app restarted more than 2 times within 1m") != std::string::npos);
+  CHECK(p.a.status()["services"]["app"]["state"] == "down");
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
