@@ -154,14 +154,8 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 3;
   }
   std::regex re;
-  if (!o.pattern.empty()) {
-    try {
-      re = std::regex(o.pattern, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      std::fprintf(stderr, "content: --pattern: bad regular expression: %s\n", e.what());
-      return 3;
-    }
-  }
+  if (!o.pattern.empty() && !vac::probe::compile_regex("content", "--pattern", o.pattern, re))
+    return 3;
   curl_global_init(CURL_GLOBAL_DEFAULT);
   int rc;
   {

@@ -132,13 +132,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 3;
   }
   std::regex re;
-  if (!o.cmdline.empty()) {
-    try {
-      re = std::regex(o.cmdline, std::regex::ECMAScript);
-    } catch (const std::regex_error& e) {
-      std::fprintf(stderr, "pcheck: --cmdline: bad regular expression: %s\n", e.what());
-      return 3;
-    }
-  }
+  if (!o.cmdline.empty() && !vac::probe::compile_regex("pcheck", "--cmdline", o.cmdline, re))
+    return 3;
   return vac::probe::serve(once, [&] { return check(o, o.cmdline.empty() ? nullptr : &re); });
 }

@@ -62,6 +62,17 @@ int main(int argc, char** argv, const Check& check) {
   return serve(once, check);
 }
 
+bool compile_regex(const char* program, const char* option, const std::string& text,
+                   std::regex& re) {
+  try {
+    re = std::regex(text, std::regex::ECMAScript);
+    return true;
+  } catch (const std::regex_error& e) {
+    std::fprintf(stderr, "%s: %s: bad regular expression: %s\n", program, option, e.what());
+    return false;
+  }
+}
+
 bool parse_percent(const std::string& text, double& out) {
   std::string t = text;
   if (!t.empty() && t.back() == '%') t.pop_back();

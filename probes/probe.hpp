@@ -10,6 +10,8 @@
 #pragma once
 
 #include <functional>
+#include <regex>
+#include <string>
 
 #include "common/probe_result.hpp"
 
@@ -23,6 +25,11 @@ int serve(bool once, const Check& check);
 
 // For probes without options of their own: accepts only --once (and --help).
 int main(int argc, char** argv, const Check& check);
+
+// Compiles an option's ECMAScript regular expression; on failure prints
+// "PROGRAM: OPTION: bad regular expression: ..." and returns false (exit 3, a usage error).
+bool compile_regex(const char* program, const char* option, const std::string& text,
+                   std::regex& re);
 
 // "10%" or "10" -> 10; false if not a number from 0 to 100.
 bool parse_percent(const std::string& text, double& out);

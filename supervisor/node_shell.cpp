@@ -45,14 +45,8 @@ bool message_from_json(const json& j, PeerMessage& m) {
 }
 
 std::string sibling_executable(const std::string& name, const std::string& installed) {
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n > 0) {
-    std::string dir(self, static_cast<size_t>(n));
-    dir = dir.substr(0, dir.rfind('/'));
-    if (access((dir + "/" + name).c_str(), X_OK) == 0) return dir + "/" + name;
-  }
-  return installed;
+  std::string path = executable_dir() + "/" + name;
+  return access(path.c_str(), X_OK) == 0 ? path : installed;
 }
 }  // namespace
 
@@ -111,14 +105,14 @@ std::string Supervisor::over_budget() const {
   return "";
 }
 
+std::vector<ProbeHealth> Supervisor::probe_health() const {
+  std::vector<ProbeHealth> out;
+  for (auto& p : probes_) out.push_back({p->critical(), p->running(), p->state()});
+  return out;
+}
+
 bool Supervisor::node_healthy() const {
-  if (!over_budget().empty()) return false;
-  for (auto& p : probes_) {
-    if (!p->critical() || !p->running()) continue;
-    if (p->state() == ProbeState::failing) return false;
-    if (recovering_ && p->state() != ProbeState::passing) return false;
-  }
-  return true;
+  return over_budget().empty() && node_health(probe_health(), recovering_);
 }
 
 void Supervisor::feed(Event e) {
@@ -216,10 +210,8 @@ void Supervisor::start_linkd() {
         // A restart of linkd alone is not the peer's loss: the core hears nothing of it.
         auto up = std::chrono::duration_cast<Duration>(Clock::now() - linkd_started_);
         Duration d = linkd_backoff_.next_delay(config_.restart, up);
-        log_warn("linkd", "exited (",
-                 WIFSIGNALED(status) ? cat("signal ", WTERMSIG(status))
-                                     : cat("exit ", WEXITSTATUS(status)),
-                 "); restarting", d.count() ? cat(" in ", format_duration(d)) : "");
+        log_warn("linkd", "exited (", describe_wait_status(status), "); restarting",
+                 d.count() ? cat(" in ", format_duration(d)) : "");
         ++linkd_restarts_;
         linkd_restart_.start(std::max(seconds(d), 0.001), 0);
       },

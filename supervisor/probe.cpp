@@ -23,12 +23,6 @@ double to_ms(Clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
-std::string describe_exit(int status) {
-  if (WIFEXITED(status)) return cat("exit ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status)) return cat("killed by signal ", WTERMSIG(status));
-  return cat("status ", status);
-}
-
 bool pipe_pair(int fds[2], bool nonblock_read) {
   if (pipe2(fds, O_CLOEXEC) != 0) return false;
   if (nonblock_read) fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
@@ -249,7 +243,7 @@ void Probe::on_process_exit(pid_t pid, int status) {
   host_.forget_group(pid);
   pid_ = 0;
   close_pipes();
-  problem_ = cat("probe exited (", describe_exit(status), ")");
+  problem_ = cat("probe exited (", describe_wait_status(status), ")");
   if (pending_) {
     ProbeResult r;
     r.detail = problem_;
@@ -373,7 +367,7 @@ void Probe::finish_oneshot(int status) {
       r.detail = cat("exit ", code, ": ", r.detail);
   } else {
     r.status = Status::fail;
-    r.detail = cat(describe_exit(status), r.detail.empty() ? "" : ": ", r.detail);
+    r.detail = cat(describe_wait_status(status), r.detail.empty() ? "" : ": ", r.detail);
   }
   complete(std::move(r));
 }

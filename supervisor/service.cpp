@@ -24,13 +24,6 @@ double secs(Clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return cat("exit ", WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return cat("signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
-  return cat("status ", status);
-}
-
 void set_nonblock(int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
@@ -225,7 +218,7 @@ void Service::on_ready_timer(ev::timer&, int) {
 
 void Service::on_exit(int status) {
   last_status_ = status;
-  last_exit_ = describe_status(status);
+  last_exit_ = describe_wait_status(status);
   last_uptime_ = std::chrono::duration_cast<Duration>(Clock::now() - started_);
   bool crashed = phase_ == Phase::running;
   pid_ = 0;
@@ -279,7 +272,7 @@ void Service::after_drain() {
         timer_.stop();
         host_.forget_group(pid);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-          log_warn(spec_.name, "finish ended with ", describe_status(st));
+          log_warn(spec_.name, "finish ended with ", describe_wait_status(st));
         after_finish();
       },
       err);
@@ -411,7 +404,7 @@ void Service::start_logger() {
         if (!logger_wanted_) return host_.changed();
         auto up = std::chrono::duration_cast<Duration>(Clock::now() - logger_started_);
         Duration d = logger_backoff_.next_delay(host_.restart_policy(), up);
-        log_warn(spec_.name, "logger exited (", describe_status(st), "); restarting in ",
+        log_warn(spec_.name, "logger exited (", describe_wait_status(st), "); restarting in ",
                  format_duration(d));
         logger_timer_.start(seconds(d), 0);
       },

@@ -4,8 +4,10 @@
 
 #include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <csignal>
+#include <cstring>
 
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
@@ -95,6 +97,13 @@ void raise_fd_limit() {
   g_child_nofile = lim;
   lim.rlim_cur = lim.rlim_max;
   setrlimit(RLIMIT_NOFILE, &lim);
+}
+
+std::string describe_wait_status(int status) {
+  if (WIFEXITED(status)) return cat("exit ", WEXITSTATUS(status));
+  if (WIFSIGNALED(status))
+    return cat("signal ", WTERMSIG(status), " (", strsignal(WTERMSIG(status)), ")");
+  return cat("status ", status);
 }
 
 std::vector<std::string> current_environment() {

@@ -29,6 +29,9 @@ pid_t spawn(const SpawnSpec& spec, std::string& err);
 // while children keep getting the original soft limit: many programs still use select().
 void raise_fd_limit();
 
+// A child's wait status for logs and status: "exit 3", "signal 9 (Killed)".
+std::string describe_wait_status(int status);
+
 // The supervisor's environment as "NAME=value" strings, for building a child's.
 std::vector<std::string> current_environment();
 

@@ -144,10 +144,7 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
 }
 
 bool Supervisor::healthy() const {
-  if (shutting_down_) return false;
-  for (auto& p : probes_)
-    if (p->critical() && p->running() && p->state() == ProbeState::failing) return false;
-  return true;
+  return !shutting_down_ && node_health(probe_health(), false);
 }
 
 void Supervisor::on_probe_change(Probe& p) {

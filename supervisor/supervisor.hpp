@@ -62,6 +62,7 @@ class Supervisor : public ServiceHost {
   void feed(Event e);
   Time now() const;
   bool node_healthy() const;
+  std::vector<ProbeHealth> probe_health() const;
   std::string over_budget() const;
   void after_reconcile();
   void start_linkd();

@@ -28,4 +28,13 @@ bool Verdict::record(Status s) {
   return state != before;
 }
 
+bool node_health(const std::vector<ProbeHealth>& probes, bool recovering) {
+  for (auto& p : probes) {
+    if (!p.critical || !p.running) continue;
+    if (p.state == ProbeState::failing) return false;
+    if (recovering && p.state != ProbeState::passing) return false;
+  }
+  return true;
+}
+
 }  // namespace vac

@@ -3,6 +3,8 @@
 // start, it is unknown.
 #pragma once
 
+#include <vector>
+
 #include "common/probe_result.hpp"
 
 namespace vac {
@@ -20,5 +22,15 @@ struct Verdict {
   // Records one result; returns true when the state changed.
   bool record(Status s);
 };
+
+// The node's health from its probes, pure: no running critical probe failing; while
+// recovering, every running critical probe passing again (a fresh verdict, not an unknown one).
+// Probes not running (active-scope probes on a node that does not serve) do not count.
+struct ProbeHealth {
+  bool critical;
+  bool running;
+  ProbeState state;
+};
+bool node_health(const std::vector<ProbeHealth>& probes, bool recovering);
 
 }  // namespace vac

@@ -38,3 +38,14 @@ TEST_CASE("warn counts as a pass; fail and rise 1 flip at once") {
   CHECK(v.consecutive_fail == 1);
   CHECK(v.record(Status::ok));
 }
+
+TEST_CASE("node health: critical running probes only; recovering wants them passing") {
+  using S = ProbeState;
+  CHECK(node_health({}, false));
+  CHECK(node_health({{true, true, S::passing}, {true, true, S::unknown}}, false));
+  CHECK_FALSE(node_health({{true, true, S::passing}, {true, true, S::failing}}, false));
+  CHECK(node_health({{false, true, S::failing}}, false));      // non-critical: reports only
+  CHECK(node_health({{true, false, S::failing}}, false));      // not running: active scope, passive
+  CHECK_FALSE(node_health({{true, true, S::unknown}}, true));  // recovering: a fresh pass needed
+  CHECK(node_health({{true, true, S::passing}, {false, true, S::unknown}}, true));
+}
