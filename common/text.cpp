@@ -28,7 +28,9 @@ std::vector<std::string> split_lines(std::string_view s) {
 }
 
 std::string quote(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump();
+  // Untrusted bytes: invalid UTF-8 is replaced, never thrown on.
+  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
+                                             nlohmann::json::error_handler_t::replace);
 }
 
 static size_t edit_distance(std::string_view a, std::string_view b) {

@@ -19,7 +19,7 @@ std::string cat(const Args&... args) {
 
 std::string_view trim(std::string_view s);
 std::vector<std::string> split_lines(std::string_view s);
-std::string quote(std::string_view s);  // JSON-style quoting for messages
+std::string quote(std::string_view s);  // JSON-style quoting for messages; safe on any bytes
 
 // The closest candidate within a small edit distance, or "" when none is close.
 std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
