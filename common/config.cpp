@@ -335,6 +335,7 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
     read_address(r, "agent_check", c.endpoint_agent_check);
   });
   top.str("notify_dir", c.notify_dir);
+  top.duration("notify_timeout", c.notify_timeout, Duration(1));
   top.str("user", c.user);
   top.object("restart", [&](ObjectReader& r) {
     r.duration("backoff", c.restart.backoff, Duration(1000));

@@ -75,6 +75,7 @@ struct Config {
   std::string endpoint_http;
   std::string endpoint_agent_check;
   std::string notify_dir;
+  Duration notify_timeout = 10s;  // a hook still running then is killed
   std::string user;
   RestartConfig restart;
 };

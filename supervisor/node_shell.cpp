@@ -123,8 +123,11 @@ void Supervisor::feed(Event e) {
     switch (a.kind) {
       case Action::persist: {
         std::string err;
-        if (!save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err))
+        if (!save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err)) {
           log_error("node", "cannot persist the node record: ", err);
+          notifier_.emit({"persist_failed", to_string(core_->state()), to_string(before),
+                          cat("cannot persist the node record: ", err), "", "", core_->epoch()});
+        }
         break;
       }
       case Action::start_services:
@@ -139,6 +142,8 @@ void Supervisor::feed(Event e) {
       case Action::notify:
         log_info("node", to_string(before), " -> ", to_string(core_->state()), ": ",
                  core_->reason());
+        notifier_.emit({"state", to_string(core_->state()), to_string(before), core_->reason(), "",
+                        "", core_->epoch()});
         break;
     }
   }
@@ -164,9 +169,13 @@ void Supervisor::after_reconcile() {
   if (!core_ || shutting_down_) return;
   std::string svc = over_budget();
   if (svc != budget_logged_) {
-    if (!svc.empty())
-      log_warn("node", "service ", svc, " restarted more than ", config_.restart.budget,
-               " times within ", format_duration(config_.restart.budget_window));
+    if (!svc.empty()) {
+      std::string why = cat("service ", svc, " restarted more than ", config_.restart.budget,
+                            " times within ", format_duration(config_.restart.budget_window));
+      log_warn("node", why);
+      notifier_.emit({"service_over_budget", to_string(core_->state()), to_string(core_->state()),
+                      why, "", svc, core_->epoch()});
+    }
     budget_logged_ = svc;
   }
   bool health = node_healthy();
@@ -280,11 +289,19 @@ void Supervisor::on_linkd_line(std::string_view line) {
   if (j.contains("stats")) link_stats_ = j["stats"];
   if (j.contains("lost")) {
     log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
+    if (core_->peer_reachable())
+      notifier_.emit({"peer_lost", to_string(core_->state()), to_string(core_->state()),
+                      cat("peer ", config_.peer->name, " silent on every link"), "", "",
+                      core_->epoch()});
     feed(Event::peer_lost);
   }
   if (j.contains("peer")) {
     PeerMessage m;
     if (!message_from_json(j["peer"], m)) return log_warn("linkd", "bad peer message from linkd");
+    if (!core_->peer_reachable())
+      notifier_.emit({"peer_found", to_string(core_->state()), to_string(core_->state()),
+                      cat("peer ", config_.peer->name, " heard (", to_string(m.state), ")"), "", "",
+                      core_->epoch()});
     feed(Event(m));
   }
 }

@@ -13,6 +13,7 @@
 #include "common/config.hpp"
 #include "control.hpp"
 #include "node.hpp"
+#include "notify.hpp"
 #include "probe.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
@@ -116,6 +117,8 @@ class Supervisor : public ServiceHost {
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
   Clock::time_point started_;
+  std::map<std::string, ProbeState> probe_seen_;  // for probe_failing/probe_passing events
+  Notifier notifier_{*this};
 };
 
 }  // namespace vac
