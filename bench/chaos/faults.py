@@ -1,0 +1,190 @@
+"""The fault kinds. Each injects one fault, holds it for a random (seeded) time, heals it, and
+returns what it did; the harness then waits for the pair to settle. Targets are found from
+`vacataire status --json` (pids of linkd, probes, services) or the harness's own Popen (the
+supervisor), never by process name."""
+
+import signal
+import time
+
+
+def stall(rng, lo=0.05, hi=5.0):
+    """A duration between lo and hi seconds, log-uniform: short stalls as often as long ones."""
+    return round(lo * (hi / lo) ** rng.random(), 3)
+
+
+def pick_node(run, rng, prefer_active=0.6):
+    """The active node with probability prefer_active (the interesting one), else the other."""
+    act = run.active_node()
+    if act is None:
+        return rng.choice(list(run.nodes.values()))
+    if rng.random() < prefer_active:
+        return act
+    return run.nodes[act.peer_key]
+
+
+def kill9(what):
+    def fault(run, rng):
+        n = pick_node(run, rng)
+        if what == "supervisor":
+            with run.lock:
+                n.kill9()
+            # Restarted as a service manager would (Restart=always, RestartSec 0.1-1 s).
+            delay = round(rng.uniform(0.1, 1.0), 3)
+            time.sleep(delay)
+            with run.lock:
+                n.start()
+            return {"node": n.name, "restart_after_s": delay}
+        pids = n.pids(n.status())
+        names = sorted(k for k in pids if k == what or k.startswith(what + ":"))
+        if not names:
+            return {"node": n.name, "skipped": "no %s pid in status" % what}
+        target = rng.choice(names)
+        try:
+            n.signal(pids[target], signal.SIGKILL)
+        except OSError as e:
+            return {"node": n.name, "target": target, "skipped": str(e)}
+        return {"node": n.name, "target": target, "pid": pids[target]}
+    return fault
+
+
+def sigstop(what):
+    def fault(run, rng):
+        n = pick_node(run, rng)
+        pid = n.proc.pid if what == "supervisor" and n.proc else n.pids(n.status()).get(what)
+        if not pid:
+            return {"node": n.name, "skipped": "no %s pid" % what}
+        d = stall(rng)
+        try:
+            n.signal(pid, signal.SIGSTOP)
+            time.sleep(d)
+        finally:
+            try:
+                n.signal(pid, signal.SIGCONT)
+            except OSError:
+                pass
+        return {"node": n.name, "target": what, "pid": pid, "stopped_s": d}
+    return fault
+
+
+def link_down(both):
+    def fault(run, rng):
+        links = ["link1", "link2"] if both else [rng.choice(["link1", "link2"])]
+        side = rng.choice(["a", "b"])
+        d = stall(rng, 0.2, 5.0)
+        try:
+            for l in links:
+                run.topo.link_set(l, side, False)
+            time.sleep(d)
+        finally:
+            for l in links:
+                run.topo.link_set(l, side, True)
+        return {"links": links, "side": "node-" + side, "down_s": d}
+    return fault
+
+
+def loss(run, rng):
+    pct = rng.choice([10, 30, 50, 70, 90, 100])
+    links = rng.choice([["link1"], ["link2"], ["link1", "link2"]])
+    d = stall(rng, 0.5, 5.0)
+    try:
+        run.topo.loss(pct, links)
+        time.sleep(d)
+    finally:
+        run.topo.loss_clear()
+    return {"loss_pct": pct, "links": links, "for_s": d}
+
+
+def delay(run, rng):
+    base = rng.choice([5, 20, 50, 100, 200, 400])
+    jitter = rng.choice([0, base // 2, base, 2 * base])
+    cut1 = rng.random() < 0.5  # with link 1 down, the delayed link is the only one
+    d = stall(rng, 0.5, 5.0)
+    try:
+        if cut1:
+            run.topo.link_set("link1", "a", False)
+        run.relay_control({"delay_ms": base, "jitter_ms": jitter})
+        time.sleep(d)
+    finally:
+        run.relay_control({"delay_ms": 0, "jitter_ms": 0})
+        if cut1:
+            run.topo.link_set("link1", "a", True)
+    return {"delay_ms": base, "jitter_ms": jitter, "link1_down": cut1, "for_s": d}
+
+
+def flood(run, rng):
+    n = pick_node(run, rng, prefer_active=0.3)  # the passive node is the one a flood can move
+    pps = rng.choice([2000, 5000, 10000, 20000])
+    secs = round(rng.uniform(0.5, 3.0), 2)
+    spoof = rng.random() < 0.5
+    run.relay_control({"flood": {"to": n.key, "pps": pps, "seconds": secs, "spoof": spoof}})
+    time.sleep(secs + 0.1)
+    return {"node": n.name, "pps": pps, "for_s": secs, "from_peer_address": spoof}
+
+
+def readonly(run, rng):
+    """The state dir read-only, and during it a change the node must persist (or none)."""
+    n = pick_node(run, rng)
+    then = rng.choice(["nothing", "release", "break-service", "takeover"])
+    d = stall(rng, 1.0, 5.0)
+    run.topo.state_readonly(n.state_dir, True)
+    out = {"node": n.name, "then": then, "for_s": d}
+    try:
+        if then == "release":
+            out["cli"] = n.cli("release")
+        elif then == "takeover":
+            out["cli"] = n.cli("takeover")
+        elif then == "break-service":
+            n.set_broken(True)
+        time.sleep(d)
+    finally:
+        n.set_broken(False)
+        run.topo.state_readonly(n.state_dir, False)
+    return out
+
+
+def operator(cmd):
+    def fault(run, rng):
+        act = run.active_node()
+        if cmd == "release":
+            n = act or pick_node(run, rng)
+            return {"node": n.name, "cli": n.cli("release")}
+        if cmd == "takeover":
+            n = run.nodes[act.peer_key] if act else pick_node(run, rng)
+            return {"node": n.name, "cli": n.cli("takeover")}
+        if cmd == "svc-restart":
+            n = pick_node(run, rng, prefer_active=0.7)
+            return {"node": n.name, "cli": n.cli("svc", "restart", "web")}
+        raise ValueError(cmd)
+    return fault
+
+
+def failback(run, rng):
+    """The active node's page breaks (its content probe fails): it must fail over and become
+    failed; then the page is mended and `recover --failback` brings the role back."""
+    n = run.active_node() or run.nodes["a"]
+    n.set_broken(True)
+    st = run.wait_node_state(n, {"failed"}, 15)
+    n.set_broken(False)
+    out = {"node": n.name, "failed": st == "failed"}
+    out["cli"] = n.cli("recover", "--failback")
+    return out
+
+
+KINDS = {
+    "kill-supervisor": kill9("supervisor"),
+    "kill-linkd": kill9("linkd"),
+    "kill-probe": kill9("probe"),
+    "kill-service": kill9("service"),
+    "stop-supervisor": sigstop("supervisor"),
+    "stop-linkd": sigstop("linkd"),
+    "link-down": link_down(False),
+    "links-down": link_down(True),
+    "loss": loss,
+    "delay": delay,
+    "flood": flood,
+    "readonly": readonly,
+    "release": operator("release"),
+    "takeover": operator("takeover"),
+    "failback": failback,
+    "svc-restart": operator("svc-restart"),
+}
