@@ -190,7 +190,9 @@ class Run:
     def settle(self, deadline_s):
         """Waits until exactly one node is active and healthy, the other passive and healthy,
         the poller has seen only the active node answer for a while, and the client goes through
-        HAProxy to it. Recovers a failed node and ends maintenance on the way. Returns (ok, why)."""
+        HAProxy to it. Recovers a failed node and ends maintenance on the way. Returns (ok, why,
+        seconds until the settled state began)."""
+        t0 = time.monotonic()
         end = time.monotonic() + deadline_s
         recovered = set()
         stable_since = None
@@ -217,11 +219,20 @@ class Run:
             if ok:
                 stable_since = stable_since or time.monotonic()
                 if time.monotonic() - stable_since >= self.args.stable_s:
-                    return True, why
+                    return True, why, stable_since - t0
             else:
                 stable_since = None
             time.sleep(0.05)
-        return False, why
+        return False, why, time.monotonic() - t0
+
+    def restart_pair(self):
+        """After a pair that did not settle: both supervisors stopped (SIGTERM) and started
+        again, so the run goes on; the failure itself is already recorded."""
+        with self.lock:
+            for n in self.nodes.values():
+                n.terminate()
+            for n in self.nodes.values():
+                n.start()
 
     # --- tear-down ---------------------------------------------------------------------------
     def teardown(self):
