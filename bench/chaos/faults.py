@@ -24,7 +24,8 @@ def pick_node(run, rng, prefer_active=0.6):
 
 def kill9(what):
     def fault(run, rng):
-        n = pick_node(run, rng)
+        # Services (and active-scope probes) run on the active node only.
+        n = pick_node(run, rng, prefer_active=0.9 if what == "service" else 0.6)
         if what == "supervisor":
             with run.lock:
                 n.kill9()

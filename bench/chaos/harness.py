@@ -90,7 +90,7 @@ class Run:
         for n in self.nodes.values():
             os.makedirs(n.dir, exist_ok=True)
             self.topo.mount_state(n.state_dir)
-            n.write_files(key, a.endpoints_port)
+            n.write_files(key, a.endpoints_port, a.witness)
         here = os.path.dirname(os.path.abspath(__file__))
         self.relay_file = os.path.join(self.work, "relay.json")
         R = ADDR["relay"]

@@ -44,7 +44,7 @@ class Node:
     def page(self):
         return "served by %s\n" % self.name
 
-    def write_files(self, key_file, endpoints_port):
+    def write_files(self, key_file, endpoints_port, witness):
         d = self.dir
         os.makedirs(os.path.join(d, "services.d", "web"), exist_ok=True)
         os.makedirs(os.path.join(d, "tmp"), exist_ok=True)
@@ -84,6 +84,16 @@ class Node:
                 "memory": {"exec": ["memcheck", "--min-available", "1%"], "interval": "1s"},
             },
         }
+        if witness == "peer-service":
+            # Take over only while the peer's service does not answer (seen over the front
+            # network, not the peer links); fence when it answers and the peer is unheard.
+            url = "http://%s:%d/" % (ADDR["front"][peer], SERVICE_PORT)
+            cfg["probes"]["peer-down"] = {
+                "exec": ["/bin/sh", "-c", "curl -s -o /dev/null --max-time 0.3 %s && "
+                         "{ echo the peer serves; exit 2; }; echo the peer does not serve" % url],
+                "protocol": "exit", "interval": t["probe_interval"], "timeout": "1s",
+                "fall": 1, "rise": 1, "critical": False}
+            cfg["failover"]["witness"] = "peer-down"
         if endpoints_port:
             cfg["endpoints"] = {"http": "0.0.0.0:%d" % endpoints_port}
         with open(self.config, "w") as f:

@@ -74,6 +74,12 @@ class Topology:
         # Front: each node to lb, for HAProxy, the client and the poller.
         self.veth("a", "fr", A["front"]["a"], "lb", "fa", A["front"]["la"], 24)
         self.veth("b", "fr", A["front"]["b"], "lb", "fb", A["front"]["lb"], 24)
+        # Each node can reach the other's front address through lb (for a witness that asks
+        # whether the peer's service answers).
+        self.ip("a", "route", "add", "10.77.5.0/24", "via", A["front"]["la"])
+        self.ip("b", "route", "add", "10.77.4.0/24", "via", A["front"]["lb"])
+        subprocess.run(["nsenter", "--net=" + self.netns_path("lb"), "sysctl", "-qw",
+                        "net.ipv4.ip_forward=1"], check=True, timeout=30)
         # Loss: one table per node, its chain empty until a fault adds a rule.
         for key in ("a", "b"):
             self.nft(key, "table inet chaos {\n chain input { type filter hook input priority 0; }\n}\n")
