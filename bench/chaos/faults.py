@@ -6,6 +6,8 @@ supervisor), never by process name."""
 import signal
 import time
 
+from pair import wait_for
+
 
 def stall(rng, lo=0.05, hi=5.0):
     """A duration between lo and hi seconds, log-uniform: short stalls as often as long ones."""
@@ -168,6 +170,11 @@ def failback(run, rng):
     n.set_broken(False)
     out = {"node": n.name, "failed": st == "failed"}
     out["cli"] = n.cli("recover", "--failback")
+    # Let the status samples catch up, so settling does not send a second, plain recover.
+    t = time.monotonic()
+    wait_for(lambda: run.latest[n.key] and (
+        run.latest[n.key]["node"].get("recovering") or run.state_of(n.key) != "failed")
+        and run.last_sample_t(n.key) > t, 5)
     return out
 
 

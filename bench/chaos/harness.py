@@ -64,6 +64,7 @@ class Run:
         self.relay = None
         self.samples = []  # (t, key, state or None, epoch, healthy)
         self.latest = {"a": None, "b": None}
+        self.sample_t = {}
         self.breaks = []
         self.stop_sampling = threading.Event()
         self.threads = []
@@ -148,6 +149,7 @@ class Run:
             state, epoch = node.get("state"), node.get("epoch")
             self.samples.append((t, key, state, epoch, node.get("healthy")))
             self.latest[key] = st
+            self.sample_t[key] = t
             if isinstance(epoch, int):
                 if last_epoch is not None and epoch < last_epoch:
                     self.breaks.append({"t": t, "fault": self.current_fault,
@@ -156,6 +158,9 @@ class Run:
                                                                             last_epoch)})
                 last_epoch = epoch
             self.stop_sampling.wait(max(0.0, t + self.args.status_s - time.monotonic()))
+
+    def last_sample_t(self, key):
+        return self.sample_t.get(key, 0.0)
 
     def state_of(self, key):
         st = self.latest[key]
@@ -201,7 +206,8 @@ class Run:
             states = {k: self.state_of(k) for k in self.nodes}
             for k, s in states.items():
                 n = self.nodes[k]
-                if s == "failed" and k not in recovered:
+                recovering = (self.latest[k] or {}).get("node", {}).get("recovering")
+                if s == "failed" and not recovering and k not in recovered:
                     n.cli("recover")
                     recovered.add(k)
                 elif s == "maintenance":
