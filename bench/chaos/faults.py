@@ -53,6 +53,7 @@ def kill9(what):
 def sigstop(what):
     def fault(run, rng):
         n = pick_node(run, rng)
+        state = run.state_of(n.key)
         pid = n.proc.pid if what == "supervisor" and n.proc else n.pids(n.status()).get(what)
         if not pid:
             return {"node": n.name, "skipped": "no %s pid" % what}
@@ -65,7 +66,11 @@ def sigstop(what):
                 n.signal(pid, signal.SIGCONT)
             except OSError:
                 pass
-        return {"node": n.name, "target": what, "pid": pid, "stopped_s": d}
+        out = {"node": n.name, "state": state, "target": what, "pid": pid, "stopped_s": d}
+        if state == "active":
+            # The peer rightly stops hearing the active node: a one-sided partition.
+            out["partition_s"] = d
+        return out
     return fault
 
 
@@ -81,7 +86,10 @@ def link_down(both):
         finally:
             for l in links:
                 run.topo.link_set(l, side, True)
-        return {"links": links, "side": "node-" + side, "down_s": d}
+        out = {"links": links, "side": "node-" + side, "down_s": d}
+        if both:
+            out["partition_s"] = d
+        return out
     return fault
 
 
@@ -94,7 +102,10 @@ def loss(run, rng):
         time.sleep(d)
     finally:
         run.topo.loss_clear()
-    return {"loss_pct": pct, "links": links, "for_s": d}
+    out = {"loss_pct": pct, "links": links, "for_s": d}
+    if pct == 100 and len(links) == 2:
+        out["partition_s"] = d
+    return out
 
 
 def delay(run, rng):
@@ -111,7 +122,10 @@ def delay(run, rng):
         run.relay_control({"delay_ms": 0, "jitter_ms": 0})
         if cut1:
             run.topo.link_set("link1", "a", True)
-    return {"delay_ms": base, "jitter_ms": jitter, "link1_down": cut1, "for_s": d}
+    out = {"delay_ms": base, "jitter_ms": jitter, "link1_down": cut1, "for_s": d}
+    if cut1 and base + jitter >= run.dead_after_s:
+        out["partition_s"] = d  # heartbeats may come later than dead_after
+    return out
 
 
 def flood(run, rng):
@@ -150,10 +164,16 @@ def operator(cmd):
         act = run.active_node()
         if cmd == "release":
             n = act or pick_node(run, rng)
-            return {"node": n.name, "cli": n.cli("release")}
+            out = {"node": n.name, "cli": n.cli("release")}
+            if out["cli"][0] == 0:
+                out["expect_active"] = "node-" + n.peer_key
+            return out
         if cmd == "takeover":
             n = run.nodes[act.peer_key] if act else pick_node(run, rng)
-            return {"node": n.name, "cli": n.cli("takeover")}
+            out = {"node": n.name, "cli": n.cli("takeover")}
+            if out["cli"][0] == 0:
+                out["expect_active"] = n.name
+            return out
         if cmd == "svc-restart":
             n = pick_node(run, rng, prefer_active=0.7)
             return {"node": n.name, "cli": n.cli("svc", "restart", "web")}
@@ -170,6 +190,8 @@ def failback(run, rng):
     n.set_broken(False)
     out = {"node": n.name, "failed": st == "failed"}
     out["cli"] = n.cli("recover", "--failback")
+    if out["cli"][0] == 0:
+        out["expect_active"] = n.name
     # Let the status samples catch up, so settling does not send a second, plain recover.
     t = time.monotonic()
     wait_for(lambda: run.latest[n.key] and (

@@ -71,6 +71,7 @@ class Run:
         self.poll = Tail(os.path.join(work, "poll.log"))
         self.client = Tail(os.path.join(work, "client.log"))
         self.current_fault = "start-up"
+        self.dead_after_s = args.dead_after_s
 
     # --- set-up ------------------------------------------------------------------------------
     def lb_spawn(self, name, argv):
