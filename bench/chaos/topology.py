@@ -102,9 +102,9 @@ class Topology:
     def loss(self, pct, links):
         """Drops pct% of the link datagrams arriving at each node on the given links."""
         for key in ("a", "b"):
-            rules = "".join(
-                " add rule inet chaos input iifname %s udp dport %d numgen random mod 100 < %d drop\n"
-                % (self.ifaces[l][key], LINK_PORT, pct) for l in links)
+            what = "drop" if pct >= 100 else "numgen random mod 100 < %d drop" % pct
+            rules = "".join(" add rule inet chaos input iifname %s udp dport %d %s\n"
+                            % (self.ifaces[l][key], LINK_PORT, what) for l in links)
             self.nft(key, "flush chain inet chaos input\n" + rules)
 
     def loss_clear(self):
