@@ -103,7 +103,9 @@ def loss(run, rng):
     finally:
         run.topo.loss_clear()
     out = {"loss_pct": pct, "links": links, "for_s": d}
-    if pct == 100 and len(links) == 2:
+    if pct >= 70 and len(links) == 2:
+        # At 70% loss on each link, a heartbeat is lost on both half the time: a silence of
+        # dead_after (five heartbeats at the defaults) becomes likely within seconds.
         out["partition_s"] = d
     return out
 
@@ -123,7 +125,7 @@ def delay(run, rng):
         if cut1:
             run.topo.link_set("link1", "a", True)
     out = {"delay_ms": base, "jitter_ms": jitter, "link1_down": cut1, "for_s": d}
-    if cut1 and base + jitter >= run.dead_after_s:
+    if cut1 and (base + jitter) / 1000.0 >= run.dead_after_s:
         out["partition_s"] = d  # heartbeats may come later than dead_after
     return out
 
