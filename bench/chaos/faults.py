@@ -143,18 +143,50 @@ def flood(run, rng):
 def readonly(run, rng):
     """The state dir read-only, and during it a change the node must persist (or none)."""
     n = pick_node(run, rng)
-    then = rng.choice(["nothing", "release", "break-service", "takeover"])
+    peer = run.nodes[n.peer_key]
+    if run.state_of(n.key) == "active":
+        then = rng.choice(["nothing", "release", "break-service", "break-and-restart"])
+    else:
+        then = rng.choice(["nothing", "takeover", "peer-release"])
     d = stall(rng, 1.0, 5.0)
+    serving, _ = run.serving_now()
+    col = 0 if n.key == "a" else 1
+    t_ro = time.monotonic()
     run.topo.state_readonly(n.state_dir, True)
     out = {"node": n.name, "then": then, "for_s": d}
     try:
-        if then == "release":
-            out["cli"] = n.cli("release")
-        elif then == "takeover":
-            out["cli"] = n.cli("takeover")
-        elif then == "break-service":
+        if then in ("release", "takeover"):
+            out["cli"] = n.cli(then)
+        elif then == "peer-release":
+            out["cli"] = peer.cli("release")
+        elif then.startswith("break"):
             n.set_broken(True)
+        if then == "break-and-restart":
+            # The issue's case: a node that failed over with a read-only state dir, then
+            # restarted, must come back failed, not serve again without `recover`.
+            out["failed"] = run.wait_node_state(n, {"failed"}, 10)
+            with run.lock:
+                n.kill9()
+                n.start()
+            wait_for(lambda: run.last_sample_t(n.key) > time.monotonic() - 0.05 and
+                     run.state_of(n.key) is not None, 10)
+            time.sleep(run.dead_after_s)
+            out["after_restart"] = run.state_of(n.key)
+            if out["failed"] and out["after_restart"] not in ("failed", None):
+                run.breaks.append({"t": time.monotonic(), "fault": "readonly",
+                                   "invariant": "failed-not-sticky",
+                                   "detail": "%s failed with a read-only state dir, was restarted "
+                                             "and came back %s" % (n.name, out["after_restart"]),
+                                   "params": out})
         time.sleep(d)
+        # A node that cannot persist a change must not act on it: if it was not serving when
+        # its state dir went read-only, it must not start serving before it is writable again.
+        started = run.started_serving(n.key, t_ro, time.monotonic())
+        if serving is not None and not serving[col] and started:
+            run.breaks.append({"t": started, "fault": "readonly",
+                               "invariant": "acted-without-persisting",
+                               "detail": "%s started serving while its state dir was read-only"
+                                         % n.name, "params": out})
     finally:
         n.set_broken(False)
         run.topo.state_readonly(n.state_dir, False)

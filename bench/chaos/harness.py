@@ -184,6 +184,17 @@ class Run:
                 return (int(a), int(b)), time.monotonic() - float(t)
         return None, 0.0
 
+    def started_serving(self, key, t0, t1):
+        """The first time in [t0, t1] the poller saw node key answer, or None."""
+        self.poll.read()
+        col = 1 if key == "a" else 2
+        for line in self.poll.lines:
+            if not line.startswith("#"):
+                f = line.split()
+                if t0 <= float(f[0]) <= t1 and f[col] == "1":
+                    return float(f[0])
+        return None
+
     def client_node(self):
         self.client.read()
         for line in reversed(self.client.lines):
