@@ -137,7 +137,12 @@ def flood(run, rng):
     spoof = rng.random() < 0.5
     run.relay_control({"flood": {"to": n.key, "pps": pps, "seconds": secs, "spoof": spoof}})
     time.sleep(secs + 0.1)
-    return {"node": n.name, "pps": pps, "for_s": secs, "from_peer_address": spoof}
+    out = {"node": n.name, "pps": pps, "for_s": secs, "from_peer_address": spoof}
+    # What the victim's linkd made of it (counters since its supervisor started).
+    c = ((n.status() or {}).get("peer") or {}).get("counters")
+    if c:
+        out["victim_counters"] = c
+    return out
 
 
 def readonly(run, rng):
