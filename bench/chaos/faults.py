@@ -28,6 +28,7 @@ def kill9(what):
     def fault(run, rng):
         # Services (and active-scope probes) run on the active node only.
         n = pick_node(run, rng, prefer_active=0.9 if what == "service" else 0.6)
+        state = run.state_of(n.key)
         if what == "supervisor":
             with run.lock:
                 n.kill9()
@@ -36,7 +37,7 @@ def kill9(what):
             time.sleep(delay)
             with run.lock:
                 n.start()
-            return {"node": n.name, "restart_after_s": delay}
+            return {"node": n.name, "state": state, "restart_after_s": delay}
         pids = n.pids(n.status())
         names = sorted(k for k in pids if k == what or k.startswith(what + ":"))
         if not names:
@@ -215,7 +216,8 @@ def operator(cmd):
             return out
         if cmd == "svc-restart":
             n = pick_node(run, rng, prefer_active=0.7)
-            return {"node": n.name, "cli": n.cli("svc", "restart", "web")}
+            return {"node": n.name, "state": run.state_of(n.key),
+                    "cli": n.cli("svc", "restart", "web")}
         raise ValueError(cmd)
     return fault
 
@@ -237,6 +239,27 @@ def failback(run, rng):
         run.latest[n.key]["node"].get("recovering") or run.state_of(n.key) != "failed")
         and run.last_sample_t(n.key) > t, 5)
     return out
+
+
+def role_may_move(kind, p, dead_after_s):
+    """Whether this fault may rightly move the active role. A move after any other fault is a
+    spurious failover: the role moved although both nodes stayed able to hold it."""
+    if kind in ("kill-linkd", "kill-probe", "kill-service", "flood", "link-down"):
+        return False
+    if kind in ("kill-supervisor", "svc-restart") and p.get("state") == "passive":
+        return False
+    if kind == "svc-restart":
+        return False  # a restart of the active node's service is not a failure (start period)
+    if kind.startswith("stop-"):
+        return p.get("state") == "active" and p.get("stopped_s", 0) > dead_after_s / 2
+    if kind == "loss":
+        return len(p.get("links", [])) == 2 and p.get("loss_pct", 0) >= 50
+    if kind == "delay":
+        return bool(p.get("link1_down")) and \
+            (p.get("delay_ms", 0) + p.get("jitter_ms", 0)) / 1000.0 >= dead_after_s / 2
+    if kind == "readonly":
+        return p.get("then") != "nothing"
+    return True  # operator commands, failback, both links down, kill -9 of the active supervisor
 
 
 KINDS = {
