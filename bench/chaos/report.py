@@ -83,7 +83,7 @@ def analyse(run, faults, t_start, t_end, seed):
 
     for f in faults:
         r = row(f["kind"])
-        r["count"] += 1
+        r["count"] += 0 if f.get("interrupted") else 1
         r["settle_max_ms"] = max(r["settle_max_ms"], f.get("settle_ms", 0.0))
     breaks = list(run.breaks)
     for i, (t, a, b) in enumerate(trans):
@@ -95,6 +95,8 @@ def analyse(run, faults, t_start, t_end, seed):
         label = win.labels[w]
         fault = faults[win.index[w]] if win.index[w] is not None else None
         r = row(label)
+        if fault and fault.get("interrupted"):
+            continue  # the run was stopped in the middle of this fault: nothing to judge
         if a and b:
             r["both_max_ms"] = max(r["both_max_ms"], dur)
             r["both_total_ms"] += dur
