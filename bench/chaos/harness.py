@@ -56,7 +56,7 @@ class Run:
         self.args = args
         self.work = work
         self.lock = threading.RLock()
-        self.topo = Topology(str(os.getpid() % 100000), work)
+        self.topo = Topology(str(os.getpid() % 100000))
         timing = {"heartbeat": args.heartbeat, "dead_after": args.dead_after,
                   "startup_grace": args.startup_grace, "probe_interval": args.probe_interval}
         self.nodes = {k: Node(k, work, self.topo, args.bins, timing) for k in ("a", "b")}

@@ -39,7 +39,7 @@ class Node:
         self.proc = None       # the supervisor's Popen
         self.stopped = set()   # pids this harness has SIGSTOPped and not yet continued
         self.starts = 0
-        self.unexpected_exits = []  # (monotonic time, exit status) of exits the harness did not cause
+        self.unexpected_exits = []  # (monotonic time, status) of exits the harness did not cause
 
     def page(self):
         return "served by %s\n" % self.name
@@ -190,27 +190,6 @@ class Node:
         for name, s in (st.get("services") or {}).items():
             if isinstance(s, dict) and isinstance(s.get("pid"), int) and s["pid"] > 0:
                 out["service:" + name] = s["pid"]
-        return out
-
-    def descendants(self):
-        """Every live descendant of the supervisor, from /proc (for faults status cannot name)."""
-        if self.proc is None:
-            return []
-        children = {}
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open("/proc/%s/stat" % d) as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                    children.setdefault(ppid, []).append(int(d))
-                except (OSError, ValueError, IndexError):
-                    pass
-        out, todo = [], [self.proc.pid]
-        while todo:
-            p = todo.pop()
-            for c in children.get(p, []):
-                out.append(c)
-                todo.append(c)
         return out
 
     def set_broken(self, broken):

@@ -14,7 +14,6 @@ It prints counters on SIGTERM and exits.
 
 import heapq
 import json
-import os
 import random
 import select
 import signal
@@ -84,7 +83,7 @@ def main():
                     break
                 out, dest = other[s]
                 last_from["a" if s is sa else "b"] = data
-                d = conf["delay_ms"] + (rng.uniform(0, conf["jitter_ms"]) if conf["jitter_ms"] else 0)
+                d = conf["delay_ms"] + rng.uniform(0, conf["jitter_ms"])
                 if d <= 0:
                     try:
                         out.sendto(data, dest)

@@ -28,16 +28,16 @@ def run(*argv, check=True):
     """Runs one command (ip, nft, mount), returning its stdout; a failure names the command."""
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
     if check and p.returncode != 0:
-        raise RuntimeError("%s: %s" % (" ".join(argv), p.stderr.strip() or "exit %d" % p.returncode))
+        why = p.stderr.strip() or "exit %d" % p.returncode
+        raise RuntimeError("%s: %s" % (" ".join(argv), why))
     return p.stdout
 
 
 class Topology:
     """Namespaces, veths, nftables tables and tmpfs mounts of one run; cleanup() undoes all."""
 
-    def __init__(self, run_id, work):
+    def __init__(self, run_id):
         self.id = run_id
-        self.work = work
         self.ns = {"a": "vc%s-a" % run_id, "b": "vc%s-b" % run_id, "lb": "vc%s-lb" % run_id}
         self.made_ns = []
         self.mounts = []
@@ -82,7 +82,8 @@ class Topology:
                         "net.ipv4.ip_forward=1"], check=True, timeout=30)
         # Loss: one table per node, its chain empty until a fault adds a rule.
         for key in ("a", "b"):
-            self.nft(key, "table inet chaos {\n chain input { type filter hook input priority 0; }\n}\n")
+            self.nft(key, "table inet chaos {\n"
+                          " chain input { type filter hook input priority 0; }\n}\n")
 
     def veth(self, k1, n1, a1, k2, n2, a2, plen):
         run("ip", "link", "add", "vc%s%s" % (self.id, n1[:2]), "netns", self.ns[k1], "type", "veth",
