@@ -14,6 +14,7 @@
 #include "control.hpp"
 #include "node.hpp"
 #include "probe.hpp"
+#include "sd_notify.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 #include "wire.hpp"
@@ -116,6 +117,7 @@ class Supervisor : public ServiceHost {
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
   Clock::time_point started_;
+  ManagerNotifier manager_;  // systemd's READY/STOPPING/WATCHDOG, s6's readiness fd
 };
 
 }  // namespace vac
