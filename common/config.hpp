@@ -91,12 +91,4 @@ bool parse_address(const std::string& text, std::string& host, int& port, std::s
 
 std::string default_config_path();  // $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json
 
-// The directory of the running executable (empty if unknown): a build tree keeps the helper
-// executables beside it.
-std::string executable_dir();
-
-// Where the built-in probes are: probes/ beside the running executable (a build tree), else
-// the installed directory.
-std::string default_probes_dir();
-
 }  // namespace vac

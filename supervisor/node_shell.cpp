@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/install_dirs.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "node_store.hpp"
@@ -42,11 +43,6 @@ bool message_from_json(const json& j, PeerMessage& m) {
   m.epoch = j.value("epoch", uint64_t(0));
   m.healthy = j.value("healthy", false);
   return true;
-}
-
-std::string sibling_executable(const std::string& name, const std::string& installed) {
-  std::string path = executable_dir() + "/" + name;
-  return access(path.c_str(), X_OK) == 0 ? path : installed;
 }
 }  // namespace
 
@@ -202,7 +198,7 @@ void Supervisor::start_linkd() {
     return;
   }
   SpawnSpec s;
-  s.exe = sibling_executable("vacataire-linkd", "/usr/sbin/vacataire-linkd");
+  s.exe = helper_executable("vacataire-linkd");
   s.env = base_env();
   s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
   std::string err;

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/exit_codes.hpp"
+#include "common/install_dirs.hpp"
 #include "common/log.hpp"
 
 namespace vac {
@@ -83,6 +84,7 @@ int Supervisor::run() {
     return exit_code::config;
   }
   changed();
+  manager_.ready(cat("node ", config_.node_name, ", ", services_.size(), " services"));
   ev::get_default_loop().run(0);
 
   control_.close_socket();
@@ -286,6 +288,7 @@ void Supervisor::begin_shutdown(const char* why) {
                   core_ ? core_->epoch() : 0});
   // Hooks get their timeout to tell of the shutdown, never longer.
   notifier_.drain(config_.notify_timeout);
+  manager_.stopping();
   tick_.stop();
   linkd_restart_.stop();
   stop_linkd();

@@ -15,6 +15,7 @@
 #include "node.hpp"
 #include "notify.hpp"
 #include "probe.hpp"
+#include "sd_notify.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 #include "wire.hpp"
@@ -119,6 +120,7 @@ class Supervisor : public ServiceHost {
   Clock::time_point started_;
   std::map<std::string, ProbeState> probe_seen_;  // for probe_failing/probe_passing events
   Notifier notifier_{*this};
+  ManagerNotifier manager_;  // systemd's READY/STOPPING/WATCHDOG, s6's readiness fd
 };
 
 }  // namespace vac
