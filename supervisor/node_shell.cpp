@@ -158,6 +158,14 @@ void Supervisor::feed(Event e) {
     if (serving && !p->running()) p->start();
     if (!serving && p->running()) p->pause();
   }
+  if (core_->role_conflict() != role_conflict_logged_) {
+    role_conflict_logged_ = core_->role_conflict();
+    if (!role_conflict_logged_.empty()) log_error("node", role_conflict_logged_);
+  }
+  if (core_->epoch_refused() != epoch_refused_logged_) {
+    epoch_refused_logged_ = core_->epoch_refused();
+    if (!epoch_refused_logged_.empty()) log_error("node", epoch_refused_logged_);
+  }
   if (written) return feed(*written);
   json hb = message_json(core_->heartbeat());
   if (hb != last_heartbeat_) {
@@ -317,6 +325,12 @@ json Supervisor::node_status() const {
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
+  if (core_) {
+    // Loud problems of the pair, as the core sees them.
+    if (!core_->healthy()) n["unhealthy"] = core_->unhealthy_reason();
+    if (!core_->role_conflict().empty()) n["role_conflict"] = core_->role_conflict();
+    if (!core_->epoch_refused().empty()) n["epoch_refused"] = core_->epoch_refused();
+  }
   return n;
 }
 
