@@ -20,11 +20,11 @@ using json = nlohmann::json;
 
 namespace {
 json message_json(const PeerMessage& m) {
-  static const char* kinds[] = {"heartbeat", "takeover", "quiesce", "stopped"};
-  return {{"kind", kinds[m.kind]},
+  return {{"kind", to_string(m.kind)},
           {"state", to_string(m.state)},
           {"epoch", m.epoch},
-          {"healthy", m.healthy}};
+          {"healthy", m.healthy},
+          {"role", to_string(m.role)}};
 }
 
 bool message_from_json(const json& j, PeerMessage& m) {
@@ -42,6 +42,7 @@ bool message_from_json(const json& j, PeerMessage& m) {
   if (!parse_node_state(j.value("state", ""), m.state)) return false;
   m.epoch = j.value("epoch", uint64_t(0));
   m.healthy = j.value("healthy", false);
+  if (!parse_role(j.value("role", ""), m.role)) m.role = Role::unknown;
   return true;
 }
 }  // namespace
@@ -69,6 +70,8 @@ Time Supervisor::now() const {
 bool Supervisor::start_node(std::string& err) {
   NodePolicy policy;
   policy.master = config_.role == "master";
+  policy.name = config_.node_name;
+  if (config_.peer) policy.peer_name = config_.peer->name;
   policy.has_peer = config_.peer.has_value();
   policy.has_witness = !config_.failover.witness.empty();
   policy.failback_auto = config_.failover.failback == "auto";
@@ -115,15 +118,20 @@ void Supervisor::feed(Event e) {
   if (!core_) return;
   NodeState before = core_->state();
   auto actions = core_->handle(e, now());
+  std::optional<Event> written;  // the core's next event: the result of its write
   for (auto& a : actions) {
     switch (a.kind) {
       case Action::persist: {
         std::string err;
-        if (!save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err)) {
+        bool ok =
+            save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err);
+        if (!ok && core_->record_error().empty()) {
           log_error("node", "cannot persist the node record: ", err);
           notifier_.emit({"persist_failed", to_string(core_->state()), to_string(before),
                           cat("cannot persist the node record: ", err), "", "", core_->epoch()});
         }
+        written = Event(Event::persisted, ok);
+        written->detail = err;
         break;
       }
       case Action::start_services:
@@ -151,6 +159,15 @@ void Supervisor::feed(Event e) {
     if (serving && !p->running()) p->start();
     if (!serving && p->running()) p->pause();
   }
+  if (core_->role_conflict() != role_conflict_logged_) {
+    role_conflict_logged_ = core_->role_conflict();
+    if (!role_conflict_logged_.empty()) log_error("node", role_conflict_logged_);
+  }
+  if (core_->epoch_refused() != epoch_refused_logged_) {
+    epoch_refused_logged_ = core_->epoch_refused();
+    if (!epoch_refused_logged_.empty()) log_error("node", epoch_refused_logged_);
+  }
+  if (written) return feed(*written);
   json hb = message_json(core_->heartbeat());
   if (hb != last_heartbeat_) {
     last_heartbeat_ = hb;
@@ -175,7 +192,10 @@ void Supervisor::after_reconcile() {
     budget_logged_ = svc;
   }
   bool health = node_healthy();
-  if (health != core_->healthy() && !recovering_) return feed(Event(Event::health, health));
+  if (health != health_fed_ && !recovering_) {
+    health_fed_ = health;
+    return feed(Event(Event::health, health));
+  }
   bool all_up = true, all_down = retiring_.empty();
   for (auto& s : services_) {
     if (s->want_up) all_up &= s->ready();
@@ -314,9 +334,16 @@ json Supervisor::node_status() const {
                        : core_  ? core_->reason()
                                 : ""},
             {"recovering", recovering_},
+            {"wait", core_ ? to_string(core_->wait()) : "none"},
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
+  if (core_) {
+    // Loud problems of the pair, as the core sees them.
+    if (!core_->healthy()) n["unhealthy"] = core_->unhealthy_reason();
+    if (!core_->role_conflict().empty()) n["role_conflict"] = core_->role_conflict();
+    if (!core_->epoch_refused().empty()) n["epoch_refused"] = core_->epoch_refused();
+  }
   return n;
 }
 
@@ -361,7 +388,7 @@ json Supervisor::handle_node_command(const std::string& cmd, const json& req) {
     if (e.kind == Event::op_recover) recovering_ = false;
     return {{"ok", false}, {"code", 1}, {"error", core_->refused()}};
   }
-  if (e.kind == Event::op_recover) feed(Event(Event::health, node_healthy()));
+  if (e.kind == Event::op_recover) feed(Event(Event::health, health_fed_ = node_healthy()));
   return {{"ok", true},
           {"message",
            cat(config_.node_name, ": ", to_string(core_->state()), " (", core_->reason(), ")")}};

@@ -164,7 +164,7 @@ void Supervisor::on_probe_change(Probe& p) {
   }
   if (p.name() == config_.failover.witness)
     feed(Event(Event::witness, p.state() == ProbeState::passing));
-  feed(Event(Event::health, node_healthy()));
+  feed(Event(Event::health, health_fed_ = node_healthy()));
   bool now = healthy();
   if (now == was_healthy_) return;
   was_healthy_ = now;

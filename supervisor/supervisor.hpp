@@ -103,6 +103,8 @@ class Supervisor : public ServiceHost {
   bool recovering_ = false;  // recover given: health means every critical probe passing
   std::string record_note_;
   std::string budget_logged_;  // the service last reported over its restart budget
+  bool health_fed_ = true;     // the last health verdict given to the core
+  std::string role_conflict_logged_, epoch_refused_logged_;
   nlohmann::json last_heartbeat_;
   Key key_;
   pid_t linkd_pid_ = 0;
