@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "node_store.hpp"
@@ -92,7 +93,9 @@ bool Supervisor::start_node(std::string& err) {
   tick_.start(0.05, 0.05);
   linkd_restart_.set<Supervisor, &Supervisor::on_linkd_restart>(this);
   linkd_io_.set<Supervisor, &Supervisor::on_linkd_output>(this);
-  if (config_.peer) start_linkd();
+  state_since_ = Clock::now();
+  // linkd also serves the endpoints: it runs with a peer, or with endpoints alone.
+  if (config_.peer || serves_endpoints()) start_linkd();
   return true;
 }
 
@@ -142,6 +145,10 @@ void Supervisor::feed(Event e) {
         break;
     }
   }
+  if (core_->state() != before) {
+    ++transitions_[{to_string(before), to_string(core_->state())}];
+    state_since_ = Clock::now();
+  }
   if (core_->state() != NodeState::failed) recovering_ = false;
   // Probes of the services themselves run while this node serves, from a clean verdict.
   bool serving = core_->state() == NodeState::active;
@@ -150,12 +157,12 @@ void Supervisor::feed(Event e) {
     if (serving && !p->running()) p->start();
     if (!serving && p->running()) p->pause();
   }
+  // Every tick, changed or not: the heartbeat line is the supervisor's lease in linkd.
   json hb = message_json(core_->heartbeat());
-  if (hb != last_heartbeat_) {
-    last_heartbeat_ = hb;
-    hb.erase("kind");
-    to_linkd({{"heartbeat", hb}});
-  }
+  last_heartbeat_ = hb;
+  hb.erase("kind");
+  to_linkd({{"heartbeat", hb}});
+  feed_status();
   changed();
 }
 
@@ -233,16 +240,21 @@ void Supervisor::start_linkd() {
   linkd_io_.start(linkd_out_, ev::READ);
   LinkdConfig lc;
   lc.node = config_.node_name;
-  lc.peer = config_.peer->name;
-  lc.links = config_.peer->links;
-  lc.key = key_;
-  lc.heartbeat = config_.peer->heartbeat;
-  lc.dead_after = config_.peer->dead_after;
+  if (config_.peer) {
+    lc.peer = config_.peer->name;
+    lc.links = config_.peer->links;
+    lc.key = key_;
+    lc.heartbeat = config_.peer->heartbeat;
+    lc.dead_after = config_.peer->dead_after;
+  }
   lc.user = config_.user;
+  lc.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
+                  config_.endpoint_agent_inactive};
   to_linkd({{"config", linkd_config_json(lc)}});
   json hb = last_heartbeat_.is_null() ? message_json(core_->heartbeat()) : last_heartbeat_;
   hb.erase("kind");
   to_linkd({{"heartbeat", hb}});
+  last_status_sent_ = {};  // a new linkd knows nothing yet
 }
 
 void Supervisor::on_linkd_restart(ev::timer&, int) {
@@ -258,7 +270,7 @@ void Supervisor::stop_linkd() {
 
 void Supervisor::to_linkd(const json& j) {
   if (linkd_in_ < 0) return;
-  std::string line = j.dump() + "\n";
+  std::string line = dump_json(j) + "\n";  // a probe's detail may hold any bytes
   // Never block on linkd: a line it cannot take now is dropped; heartbeats repeat anyway.
   if (write(linkd_in_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     log_warn("linkd", "not reading its input; a line was dropped");
@@ -278,7 +290,7 @@ void Supervisor::on_linkd_line(std::string_view line) {
   if (j.contains("error"))
     log_error("linkd", j["error"].is_string() ? j["error"].get<std::string>() : "error");
   if (j.contains("stats")) link_stats_ = j["stats"];
-  if (j.contains("lost")) {
+  if (j.contains("lost") && config_.peer) {
     log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
     feed(Event::peer_lost);
   }
@@ -304,6 +316,13 @@ json Supervisor::node_status() const {
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
+  if (core_ && core_->state() == NodeState::stopping)
+    n["target"] = to_string(core_->durable_state());
+  n["state_s"] = std::chrono::duration<double>(Clock::now() - state_since_).count();
+  json transitions = json::array();
+  for (auto& [edge, count] : transitions_)
+    transitions.push_back({{"from", edge.first}, {"to", edge.second}, {"count", count}});
+  n["transitions"] = transitions;
   return n;
 }
 

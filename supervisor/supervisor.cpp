@@ -72,9 +72,6 @@ int Supervisor::run() {
   probes_dir_ = config_.probes_dir.empty() ? default_probes_dir() : config_.probes_dir;
   set_services(std::move(initial_specs_));
   set_probes(config_.probes);
-  // Validated, but not served by this version: say so rather than let an operator assume.
-  if (!config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty())
-    log_warn("supervisor", "endpoints (HTTP /health, agent-check) are not served by this version");
   if (!config_.notify_dir.empty())
     log_warn("supervisor", "notify_dir: notify hooks are not run by this version");
   if (!start_node(err)) {
