@@ -90,7 +90,9 @@ bool Supervisor::start_node(std::string& err) {
   log_info("node", config_.node_name, " (", config_.role, ") starts ", to_string(core_->state()),
            ", epoch ", core_->epoch());
   tick_.set<Supervisor, &Supervisor::on_tick>(this);
-  tick_.start(0.05, 0.05);
+  // The tick is linkd's lease on this supervisor (interfaces): min(50 ms, heartbeat / 2).
+  double tick = config_.peer ? std::min(0.05, seconds(config_.peer->heartbeat) / 2) : 0.05;
+  tick_.start(tick, tick);
   linkd_restart_.set<Supervisor, &Supervisor::on_linkd_restart>(this);
   linkd_io_.set<Supervisor, &Supervisor::on_linkd_output>(this);
   state_since_ = Clock::now();

@@ -2,6 +2,7 @@
 // once when anything an endpoint looks at changes, and at least every peer heartbeat so the
 // durations and counters in /metrics stay current. linkd believes it only while the
 // supervisor's lease (its per-tick heartbeat line) holds; see vacataire-endpoints(7).
+#include "common/text.hpp"
 #include "supervisor.hpp"
 
 namespace vac {

@@ -88,7 +88,7 @@ struct LbPair {
                  loop(front) +
                  "\n  default_backend be\n"
                  "backend be\n  option httpchk /active\n  http-check expect status 200\n"
-                 "  default-server inter 100ms fall 1 rise 1 on-marked-down shutdown-sessions\n"
+                 "  default-server inter 100ms fall 2 rise 1 on-marked-down shutdown-sessions\n"
                  "  server web1 " +
                  loop(app_a) + " check port " + std::to_string(http_a) +
                  "\n"

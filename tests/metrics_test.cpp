@@ -122,7 +122,7 @@ TEST_CASE("a broken document gives a smaller page, never an exception or a made-
         json{{"probes", {{"p", {{"latency_histogram", {{"le", {1}}, {"counts", {1}}}}}}}}}}) {
     std::string page = vac::render_metrics(bad, json(), true);
     check_families(page);
-    CHECK(page.find("vacataire_node_epoch ") == std::string::npos);
+    CHECK(page.find("\nvacataire_node_epoch ") == std::string::npos);
     CHECK(page.find("_bucket") == std::string::npos);
   }
 }
@@ -140,6 +140,8 @@ TEST_CASE("promtool check metrics passes on a live node's /metrics") {
                     auto r = vt::http(http, "GET", "/metrics");
                     page = r.body;
                     return r.code == 200 &&
+                           page.find("vacataire_service_up{service=\"app\"} 1\n") !=
+                               std::string::npos &&
                            page.find("vacataire_probe_latency_seconds_count{probe=\"ok\"} 0") ==
                                std::string::npos &&
                            page.find("vacataire_probe_latency_seconds_count{probe=\"ok\"}") !=
