@@ -27,7 +27,7 @@ struct EndpointsConfig {
 
 // Bounds that keep a hostile client from holding the endpoints (vacataire-endpoints(7)).
 struct EndpointLimits {
-  unsigned connections = 64;          // HTTP connections at once
+  unsigned connections = 256;         // HTTP connections at once
   unsigned per_address = 16;          // of them from one client address
   unsigned idle_timeout_s = 5;        // an HTTP connection silent this long is closed
   double max_lifetime_s = 10;         // and any connection older than this (slowloris)
