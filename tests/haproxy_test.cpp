@@ -32,13 +32,14 @@ struct LbPair {
   int link_a = free_port(SOCK_DGRAM), link_b = free_port(SOCK_DGRAM);
   int app_a = free_port(SOCK_STREAM), app_b = free_port(SOCK_STREAM);
   int http_a = free_port(SOCK_STREAM), http_b = free_port(SOCK_STREAM);
+  int agent_a = free_port(SOCK_STREAM), agent_b = free_port(SOCK_STREAM);
   int front = free_port(SOCK_STREAM);
   pid_t haproxy = 0;
 
   LbPair() {
     std::string key = vac::new_key_hex() + "\n";
-    setup(a, "web1", "master", "web2", link_a, link_b, app_a, http_a, key);
-    setup(b, "web2", "standby", "web1", link_b, link_a, app_b, http_b, key);
+    setup(a, "web1", "master", "web2", link_a, link_b, app_a, http_a, agent_a, key);
+    setup(b, "web2", "standby", "web1", link_b, link_a, app_b, http_b, agent_b, key);
   }
   ~LbPair() {
     if (haproxy > 0) {
@@ -47,7 +48,7 @@ struct LbPair {
     }
   }
   void setup(vt::Node& n, const std::string& name, const std::string& role, const std::string& peer,
-             int listen, int peer_port, int app, int http, const std::string& key) {
+             int listen, int peer_port, int app, int http, int agent, const std::string& key) {
     n.write("peer.key", key, 0600);
     n.write("body", "pong from " + name + "\n");
     n.service("app", "exec python3 " SOURCE_DIR "/services.d/app/app.py",
@@ -56,28 +57,35 @@ struct LbPair {
                {"ready", "#!/bin/sh\nexec bash -c 'exec 3<>/dev/tcp/127.0.0.1/" +
                              std::to_string(app) + "' 2>/dev/null\n"},
                {"timeout-stop", "2"}});
-    n.configure({{"node", {{"name", name}, {"role", role}}},
-                 {"peer",
-                  {{"name", peer},
-                   {"links", {{{"listen", loop(listen)}, {"peer", loop(peer_port)}}}},
-                   {"key_file", "peer.key"},
-                   {"heartbeat", "20ms"},
-                   {"dead_after", "150ms"}}},
-                 {"failover", {{"startup_grace", "500ms"}}},
-                 {"endpoints", {{"http", loop(http)}}},
-                 {"probes",
-                  {{"content",
-                    {{"exec",
-                      {"content", "--url", "http://" + loop(app) + "/app/ping", "--bytes",
-                       std::to_string(("pong from " + name + "\n").size()), "--timeout", "500ms"}},
-                     {"interval", "50ms"},
-                     {"timeout", "1s"},
-                     {"fall", 2},
-                     {"rise", 1},
-                     {"scope", "active"}}}}}});
+    n.configure(
+        {{"node", {{"name", name}, {"role", role}}},
+         {"peer",
+          {{"name", peer},
+           {"links", {{{"listen", loop(listen)}, {"peer", loop(peer_port)}}}},
+           {"key_file", "peer.key"},
+           {"heartbeat", "20ms"},
+           {"dead_after", "150ms"}}},
+         {"failover", {{"startup_grace", "500ms"}}},
+         {"endpoints",
+          {{"http", loop(http)}, {"agent_check", loop(agent)}, {"agent_inactive", "maint"}}},
+         {"probes",
+          {{"content",
+            {{"exec",
+              {"content", "--url", "http://" + loop(app) + "/app/ping", "--bytes",
+               std::to_string(("pong from " + name + "\n").size()), "--timeout", "500ms"}},
+             {"interval", "50ms"},
+             {"timeout", "1s"},
+             {"fall", 2},
+             {"rise", 1},
+             {"scope", "active"}}}}}});
   }
   std::string stats_socket() { return a.path("haproxy.sock"); }
-  void start_haproxy() {
+  // with_agent: HAProxy also asks each node's agent-check, which says maint when not active.
+  void start_haproxy(bool with_agent = false) {
+    auto agent = [&](int port) {
+      return with_agent ? " agent-check agent-port " + std::to_string(port) + " agent-inter 100ms"
+                        : std::string();
+    };
     std::string cfg = a.path("haproxy.cfg");
     vt::write_file(
         cfg, "global\n  maxconn 200\n  stats socket " + stats_socket() +
@@ -93,7 +101,7 @@ struct LbPair {
                  loop(app_a) + " check port " + std::to_string(http_a) +
                  "\n"
                  "  server web2 " +
-                 loop(app_b) + " check port " + std::to_string(http_b) + "\n");
+                 loop(app_b) + " check port " + std::to_string(http_b) + agent(agent_b) + "\n");
     haproxy = fork();
     if (haproxy == 0) {
       execlp("haproxy", "haproxy", "-db", "-f", cfg.c_str(), nullptr);
@@ -130,14 +138,15 @@ struct LbPair {
     }
     return out;
   }
-  // Exactly `up` is UP and the other server is not, as HAProxy sees it.
-  bool only_up(const std::string& up, double timeout = 10) {
+  // Exactly `up` is UP and the other server is `other_state` (DOWN, MAINT...), as HAProxy sees it.
+  bool only_up(const std::string& up, double timeout = 10,
+               const std::string& other_state = "DOWN") {
     std::map<std::string, std::string> s;
     bool ok = vt::eventually(
         [&] {
           s = servers();
           std::string other = up == "web1" ? "web2" : "web1";
-          return s[up] == "UP" && s[other].rfind("DOWN", 0) == 0;
+          return s[up] == "UP" && s[other].rfind(other_state, 0) == 0;
         },
         timeout);
     if (!ok)
@@ -185,6 +194,18 @@ TEST_CASE("HAProxy on /active: exactly one server UP, through failover and failb
   CHECK(p.through_lb() == "pong from web1\n");
   CHECK(vt::http(p.http_b, "GET", "/standby").code == 200);
   CHECK(vt::http(p.http_a, "GET", "/standby").code == 503);
+  // A pair's /metrics has the peer-link families too, and promtool accepts them.
+  std::string page = vt::http(p.http_a, "GET", "/metrics").body;
+  std::string link = "{listen=\"" + loop(p.link_a) + "\",peer=\"" + loop(p.link_b) + "\"}";
+  CHECK(page.find("vacataire_peer_up{peer=\"web2\"} 1\n") != std::string::npos);
+  CHECK(page.find("vacataire_peer_link_up" + link + " 1\n") != std::string::npos);
+  CHECK(page.find("vacataire_peer_link_kernel_drops_total" + link + " 0\n") != std::string::npos);
+  CHECK(page.find("vacataire_peer_link_rtt_seconds" + link) != std::string::npos);
+  CHECK(page.find("vacataire_peer_datagrams_total{verdict=\"accepted\"}") != std::string::npos);
+  p.a.write("metrics.txt", page);
+  auto lint =
+      vt::run_command({"/bin/sh", "-c", "promtool check metrics < " + p.a.path("metrics.txt")});
+  CHECK_MESSAGE(lint.code == 0, lint.out);
 
   vt::write_file(p.a.path("body"), "pong\n");  // the app breaks; the content probe sees it
   REQUIRE(p.only_up("web2"));
@@ -283,5 +304,23 @@ TEST_CASE("a standby that could not take over: /standby 503 and a line in status
   REQUIRE(vt::eventually([&] { return vt::http(p.http_b, "GET", "/standby").code == 503; }));
   CHECK(json::parse(vt::http(p.http_b, "GET", "/standby").body)["reason"] == "peer link is lost");
   CHECK(p.b.cli({"status"}).out.find("cannot take over: peer link is lost") != std::string::npos);
+  CHECK(p.b.stop() == 0);
+}
+
+TEST_CASE(
+    "HAProxy with agent-check too: the node not to use is put in MAINT, and back UP by the agent") {
+  LbPair p;
+  p.start_pair();
+  p.start_haproxy(true);
+  REQUIRE(p.only_up("web1", 10, "MAINT"));
+  CHECK(vt::agent_line(p.agent_b) == "maint #state is passive\n");
+  vt::write_file(p.a.path("body"), "pong\n");  // fail over
+  REQUIRE(p.only_up("web2", 10, "MAINT"));
+  CHECK(vt::agent_line(p.agent_a) == "maint #state is failed\n");
+  vt::write_file(p.a.path("body"), "pong from web1\n");
+  CHECK(p.a.cli({"recover", "--failback"}).code == 0);
+  REQUIRE(p.only_up("web1", 10, "MAINT"));  // `up ready` lifted web1's MAINT
+  CHECK(vt::eventually([&] { return p.through_lb() == "pong from web1\n"; }));
+  CHECK(p.a.stop() == 0);
   CHECK(p.b.stop() == 0);
 }
