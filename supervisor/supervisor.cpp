@@ -73,9 +73,6 @@ int Supervisor::run() {
   probes_dir_ = config_.probes_dir.empty() ? default_probes_dir() : config_.probes_dir;
   set_services(std::move(initial_specs_));
   set_probes(config_.probes);
-  // Validated, but not served by this version: say so rather than let an operator assume.
-  if (!config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty())
-    log_warn("supervisor", "endpoints (HTTP /health, agent-check) are not served by this version");
   notifier_.configure(config_.notify_dir, config_.notify_timeout,
                       {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
   if (!start_node(err)) {
