@@ -68,7 +68,7 @@ started=$SECONDS
 if command -v ccache >/dev/null; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache; fi
 say "building the package (dpkg-buildpackage -b -uc -us, DEB_BUILD_OPTIONS=nocheck)"
 (cd "$work/vacataire-0.1.0" &&
-  DEB_BUILD_OPTIONS="nocheck parallel=2" timeout 1800 nice dpkg-buildpackage -b -uc -us \
+  DEB_BUILD_OPTIONS="nocheck parallel=2" timeout 3600 nice dpkg-buildpackage -b -uc -us \
     >"$work/build.log" 2>&1) || {
   tail -40 "$work/build.log"
   fail "dpkg-buildpackage failed (log above)"
@@ -106,6 +106,13 @@ for f in /usr/share/man/man8/vacataire.8.gz /usr/share/man/man5/vacataire.json.5
   /lib/systemd/system/vacataire.service /usr/share/doc/vacataire/examples/pair.json \
   /usr/share/doc/vacataire/examples/init/s6/vacataire/run; do
   [ -e "$f" ] || fail "$f is not installed"
+done
+# hardening=+all reached the link: full RELRO (bind now) and position-independent executables.
+for f in /usr/sbin/vacataire /usr/libexec/vacataire/vacataire-linkd \
+  /usr/libexec/vacataire/probes/*; do
+  dyn=$(readelf -d "$f")
+  grep -q 'BIND_NOW' <<<"$dyn" || fail "$f was linked without -z now"
+  grep -q 'PIE' <<<"$dyn" || fail "$f is not a position-independent executable"
 done
 [ -d /etc/vacataire/services.d ] || fail "/etc/vacataire/services.d is missing"
 dpkg-query -W -f='${Conffiles}' vacataire | grep -q '/etc/vacataire/vacataire.json' ||
