@@ -319,8 +319,10 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   top.object("endpoints", [&](ObjectReader& r) {
     read_address(r, "http", c.endpoint_http);
     read_address(r, "agent_check", c.endpoint_agent_check);
+    r.str("agent_inactive", c.endpoint_agent_inactive, {"down", "maint"});
   });
   top.str("notify_dir", c.notify_dir);
+  top.duration("notify_timeout", c.notify_timeout, Duration(1));
   top.str("user", c.user);
   top.object("restart", [&](ObjectReader& r) {
     r.duration("backoff", c.restart.backoff, Duration(1000));

@@ -74,7 +74,9 @@ struct Config {
   std::map<std::string, ProbeConfig> probes;
   std::string endpoint_http;
   std::string endpoint_agent_check;
+  std::string endpoint_agent_inactive = "down";  // the agent's word for "not this node"
   std::string notify_dir;
+  Duration notify_timeout = 10s;  // a hook still running then is killed
   std::string user;
   RestartConfig restart;
 };
