@@ -125,7 +125,13 @@ bool LinkDaemon::bind_links(std::string& err) {
   }
   if (!config_.endpoints.empty()) {
     endpoints_ = std::make_unique<EndpointServer>(config_.endpoints, supervisor_lease(config_));
-    if (!endpoints_->bind(err)) return false;
+    std::string why;
+    if (!endpoints_->bind(why)) {
+      // The peer link matters more than the endpoints: it runs without them, loudly. A load
+      // balancer that cannot reach /active keeps this node out (fail closed).
+      emit({{"error", cat(why, "; the endpoints are not served")}});
+      endpoints_.reset();
+    }
   }
   return true;
 }

@@ -123,17 +123,22 @@ struct LbPair {
     close(fd);
     std::istringstream in(csv);
     std::string line;
-    int status_col = -1;
+    int status_col = -1, agent_col = -1;
     while (std::getline(in, line)) {
       std::vector<std::string> f;
       std::istringstream cells(line);
       for (std::string c; std::getline(cells, c, ',');) f.push_back(c);
       if (line.rfind("# ", 0) == 0) {
         for (size_t i = 0; i < f.size(); ++i)
-          if (f[i] == "status") status_col = static_cast<int>(i);
+          if (f[i] == "status")
+            status_col = static_cast<int>(i);
+          else if (f[i] == "agent_status")
+            agent_col = static_cast<int>(i);
       } else if (status_col > 0 && f.size() > size_t(status_col) && f[0] == "be" &&
                  (f[1] == "web1" || f[1] == "web2")) {
         out[f[1]] = f[status_col];
+        if (agent_col > 0 && f.size() > size_t(agent_col))
+          out[f[1] + ".agent"] = f[agent_col] + " " + f[agent_col + 4];
       }
     }
     return out;
@@ -146,12 +151,15 @@ struct LbPair {
         [&] {
           s = servers();
           std::string other = up == "web1" ? "web2" : "web1";
-          return s[up] == "UP" && s[other].rfind(other_state, 0) == 0;
+          // other_state "": anything but UP (an agent may have put it in MAINT, or not yet).
+          return s[up] == "UP" && (other_state.empty() ? !s[other].empty() && s[other] != "UP"
+                                                       : s[other].rfind(other_state, 0) == 0);
         },
         timeout);
     if (!ok)
-      MESSAGE("haproxy: web1 ", s["web1"], ", web2 ", s["web2"], "\nweb1 log:\n", tail(a.log()),
-              "\nweb2 log:\n", tail(b.log()));
+      MESSAGE("haproxy: web1 ", s["web1"], " (agent ", s["web1.agent"], "), web2 ", s["web2"],
+              " (agent ", s["web2.agent"], ")\nweb1 log:\n", tail(a.log()), "\nweb2 log:\n",
+              tail(b.log()));
     return ok;
   }
   std::string through_lb() {
@@ -308,19 +316,40 @@ TEST_CASE("a standby that could not take over: /standby 503 and a line in status
 }
 
 TEST_CASE(
-    "HAProxy with agent-check too: the node not to use is put in MAINT, and back UP by the agent") {
+    "HAProxy with agent-check too: the standby in MAINT, lifted by `up ready` when it serves") {
   LbPair p;
   p.start_pair();
   p.start_haproxy(true);
-  REQUIRE(p.only_up("web1", 10, "MAINT"));
+  REQUIRE(p.only_up("web1", 10, "MAINT"));  // the agent's maint on the standby
   CHECK(vt::agent_line(p.agent_b) == "maint #state is passive\n");
   vt::write_file(p.a.path("body"), "pong\n");  // fail over
-  REQUIRE(p.only_up("web2", 10, "MAINT"));
+  REQUIRE(p.only_up("web2", 10, ""));          // web2 left its maintenance: the agent said up ready
   CHECK(vt::agent_line(p.agent_a) == "maint #state is failed\n");
+  CHECK(vt::eventually([&] { return p.through_lb() == "pong from web2\n"; }));
   vt::write_file(p.a.path("body"), "pong from web1\n");
   CHECK(p.a.cli({"recover", "--failback"}).code == 0);
-  REQUIRE(p.only_up("web1", 10, "MAINT"));  // `up ready` lifted web1's MAINT
+  REQUIRE(p.only_up("web1", 10, ""));
   CHECK(vt::eventually([&] { return p.through_lb() == "pong from web1\n"; }));
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
+TEST_CASE(
+    "an endpoints port already taken: the peer link runs without the endpoints, and says so") {
+  LbPair p;
+  int squatter = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sa.sin_port = htons(static_cast<uint16_t>(p.http_a));
+  REQUIRE(bind(squatter, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  REQUIRE(listen(squatter, 1) == 0);
+  p.start_pair();  // web1 active, web2 passive: they hear each other
+  CHECK(p.a.wait_log("endpoints.http: cannot listen on " + loop(p.http_a)));
+  CHECK(p.a.log().find("the endpoints are not served") != std::string::npos);
+  CHECK(p.b.status()["peer"]["state"] == "up");
+  CHECK(vt::http(p.http_b, "GET", "/standby").code == 200);
+  close(squatter);
   CHECK(p.a.stop() == 0);
   CHECK(p.b.stop() == 0);
 }
