@@ -13,7 +13,9 @@
 #include "common/config.hpp"
 #include "control.hpp"
 #include "node.hpp"
+#include "notify.hpp"
 #include "probe.hpp"
+#include "sd_notify.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 #include "wire.hpp"
@@ -101,6 +103,8 @@ class Supervisor : public ServiceHost {
   bool recovering_ = false;  // recover given: health means every critical probe passing
   std::string record_note_;
   std::string budget_logged_;  // the service last reported over its restart budget
+  bool health_fed_ = true;     // the last health verdict given to the core
+  std::string role_conflict_logged_, epoch_refused_logged_;
   nlohmann::json last_heartbeat_;
   Key key_;
   pid_t linkd_pid_ = 0;
@@ -116,6 +120,9 @@ class Supervisor : public ServiceHost {
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
   Clock::time_point started_;
+  std::map<std::string, ProbeState> probe_seen_;  // for probe_failing/probe_passing events
+  Notifier notifier_{*this};
+  ManagerNotifier manager_;  // systemd's READY/STOPPING/WATCHDOG, s6's readiness fd
 };
 
 }  // namespace vac
