@@ -22,6 +22,7 @@ bool parse_record(const std::string& text, NodeRecord& r, std::string& err) {
     return err = "no valid \"state\"", false;
   if (e == j.end() || !e->is_number_unsigned()) return err = "no valid \"epoch\"", false;
   r.epoch = e->get<uint64_t>();
+  if (r.epoch > kMaxEpoch) return err = cat("epoch ", r.epoch, " is out of range"), false;
   return true;
 }
 
@@ -67,17 +68,21 @@ bool save_node_record(const std::string& dir, const NodeRecord& r, std::string& 
       write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   if (!ok) err = sys_error(cat("cannot write ", tmp));
   close(fd);
-  if (!ok) return false;
+  if (!ok) {
+    unlink(tmp.c_str());  // a full disk keeps no half-written file
+    return false;
+  }
   link(path.c_str(), (path + ".prev.tmp").c_str());  // keep the previous record for a bad day
   rename((path + ".prev.tmp").c_str(), (path + ".prev").c_str());
   if (rename(tmp.c_str(), path.c_str()) != 0)
     return err = sys_error(cat("cannot rename ", tmp)), false;
+  // The rename is durable only once the directory is.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return true;
+  if (dfd < 0) return err = sys_error(cat("cannot open ", dir)), false;
+  bool synced = fsync(dfd) == 0;
+  if (!synced) err = sys_error(cat("cannot fsync ", dir));
+  close(dfd);
+  return synced;
 }
 
 }  // namespace vac

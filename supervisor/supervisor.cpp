@@ -20,7 +20,8 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
       state_(config_.state_dir),
       control_([this](const nlohmann::json& r, const Caller& c, ControlServer::Reply reply) {
         handle(r, c, std::move(reply));
-      }) {
+      }),
+      pair_(config_, Workload{services_, retiring_, probes_}, *this) {
   child_watcher_.set<Supervisor, &Supervisor::on_child>(this);
   sigterm_.set<Supervisor, &Supervisor::on_signal>(this);
   sigint_.set<Supervisor, &Supervisor::on_signal>(this);
@@ -77,7 +78,7 @@ int Supervisor::run() {
     log_warn("supervisor", "endpoints (HTTP /health, agent-check) are not served by this version");
   if (!config_.notify_dir.empty())
     log_warn("supervisor", "notify_dir: notify hooks are not run by this version");
-  if (!start_node(err)) {
+  if (!pair_.start(err)) {
     log_error("supervisor", err);
     control_.close_socket();
     return exit_code::config;
@@ -131,8 +132,7 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
     }
     next.push_back(std::make_unique<Probe>(name, config, base_dir_, probes_dir_, *this,
                                            [this](Probe& p) { on_probe_change(p); }));
-    bool serving = core_ && core_->state() == NodeState::active;
-    if (!shutting_down_ && (!next.back()->active_scope() || serving)) next.back()->start();
+    if (!shutting_down_ && (!next.back()->active_scope() || pair_.active())) next.back()->start();
   }
   for (auto& old : probes_) {
     if (!old) continue;
@@ -144,13 +144,13 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
 }
 
 bool Supervisor::healthy() const {
-  return !shutting_down_ && node_health(probe_health(), false);
+  std::vector<ProbeHealth> probes;
+  for (auto& p : probes_) probes.push_back({p->critical(), p->running(), p->state()});
+  return !shutting_down_ && node_health(probes, false);
 }
 
 void Supervisor::on_probe_change(Probe& p) {
-  if (p.name() == config_.failover.witness)
-    feed(Event(Event::witness, p.state() == ProbeState::passing));
-  feed(Event(Event::health, node_healthy()));
+  pair_.on_probe_change(p);
   bool now = healthy();
   if (now == was_healthy_) return;
   was_healthy_ = now;
@@ -229,18 +229,18 @@ void Supervisor::reconcile() {
     // Stops first, dependents before what they depend on.
     for (auto it = services_.rbegin(); it != services_.rend(); ++it) {
       Service& s = **it;
-      bool should_run = s.want_up && services_wanted_ && !shutting_down_;
+      bool should_run = s.want_up && pair_.services_wanted() && !shutting_down_;
       if (!should_run && !s.idle() && !dependents_active(s)) s.stop();
     }
     for (auto& r : retiring_) r->stop();
     for (auto& s : services_) {
-      bool should_run = s->want_up && services_wanted_ && !shutting_down_;
+      bool should_run = s->want_up && pair_.services_wanted() && !shutting_down_;
       if (should_run && s->idle() && dependencies_ready(*s)) s->start();
     }
   } while (reconcile_again_ && ++rounds < 8);
   in_reconcile_ = false;
   if (reconcile_again_) reconcile_idle_.start();  // finish in the next loop iteration
-  after_reconcile();
+  pair_.after_reconcile();
 
   // Retired services go once they are down and their logger has exited.
   for (auto& r : retiring_)
@@ -249,7 +249,7 @@ void Supervisor::reconcile() {
 
   std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
-    bool all_down = retiring_.empty() && retired_probes_.empty() && linkd_pid_ == 0;
+    bool all_down = retiring_.empty() && retired_probes_.empty() && pair_.finished();
     for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;
@@ -268,10 +268,9 @@ void Supervisor::begin_shutdown(const char* why) {
   }
   log_info("supervisor", why, ": stopping all services");
   shutting_down_ = true;
-  tick_.stop();
-  linkd_restart_.stop();
-  stop_linkd();
   for (auto& p : probes_) p->stop();
+  // An active node hands over; linkd keeps telling the peer until the services are stopped.
+  pair_.begin_shutdown();
   changed();
 }
 

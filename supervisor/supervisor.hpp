@@ -12,16 +12,12 @@
 
 #include "common/config.hpp"
 #include "control.hpp"
-#include "node.hpp"
+#include "pair.hpp"
 #include "probe.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
-#include "wire.hpp"
 
 namespace vac {
-
-// Reads the peer key file: at least 32 bytes, readable by its owner alone.
-bool load_peer_key(const std::string& path, Key& key, std::string& err);
 
 class Supervisor : public ServiceHost {
  public:
@@ -56,26 +52,6 @@ class Supervisor : public ServiceHost {
   void on_probe_change(Probe& p);
   bool authorized(const Caller& caller, std::string& why) const;
 
-  // The node's role in the pair (node_shell.cpp): the pure NodeCore fed by probes, linkd,
-  // operators and the services' progress; its actions carried out here.
-  bool start_node(std::string& err);
-  void feed(Event e);
-  Time now() const;
-  bool node_healthy() const;
-  std::vector<ProbeHealth> probe_health() const;
-  std::string over_budget() const;
-  void after_reconcile();
-  void start_linkd();
-  void stop_linkd();
-  void to_linkd(const nlohmann::json& j);
-  void on_linkd_output(ev::io&, int);
-  void on_linkd_line(std::string_view line);
-  void on_tick(ev::timer&, int);
-  void on_linkd_restart(ev::timer&, int);
-  nlohmann::json node_status() const;
-  nlohmann::json peer_status() const;
-  nlohmann::json handle_node_command(const std::string& cmd, const nlohmann::json& req);
-
   void on_child(ev::child&, int);
   void on_signal(ev::sig&, int);
   void on_reconcile(ev::idle&, int);
@@ -96,22 +72,7 @@ class Supervisor : public ServiceHost {
   ev::sig sigterm_, sigint_, sighup_;
   ev::idle reconcile_idle_;
   int null_fd_ = -1;
-  std::unique_ptr<NodeCore> core_;
-  bool services_wanted_ = false;
-  bool recovering_ = false;  // recover given: health means every critical probe passing
-  std::string record_note_;
-  std::string budget_logged_;  // the service last reported over its restart budget
-  nlohmann::json last_heartbeat_;
-  Key key_;
-  pid_t linkd_pid_ = 0;
-  int linkd_in_ = -1, linkd_out_ = -1;
-  ev::io linkd_io_;
-  LineReader linkd_reader_{65536};
-  ev::timer linkd_restart_, tick_;
-  Backoff linkd_backoff_;
-  Clock::time_point linkd_started_{};
-  int linkd_restarts_ = 0;
-  nlohmann::json link_stats_;
+  Pair pair_;  // the node's role in the pair: core, record, peer link
   bool shutting_down_ = false;
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
