@@ -21,8 +21,9 @@ bool parse_record(const std::string& text, NodeRecord& r, std::string& err) {
   if (s == j.end() || !s->is_string() || !parse_node_state(s->get<std::string>(), r.state))
     return err = "no valid \"state\"", false;
   if (e == j.end() || !e->is_number_unsigned()) return err = "no valid \"epoch\"", false;
-  r.epoch = e->get<uint64_t>();
-  if (r.epoch > kMaxEpoch) return err = cat("epoch ", r.epoch, " is out of range"), false;
+  uint64_t epoch = e->get<uint64_t>();
+  if (epoch > kEpochMax) return err = cat("epoch ", epoch, " is out of range"), false;
+  r.epoch = epoch;
   return true;
 }
 
@@ -52,6 +53,7 @@ NodeRecord load_node_record(const std::string& dir, std::string& note) {
   note = cat(path, " is corrupt (", err, "): starting failed; check it, then `vacataire recover`");
   NodeRecord prev;
   std::string prev_text, prev_err;
+  r.epoch = 0;  // nothing of a corrupt record is trusted
   if (read_file(dir + "/node.json.prev", prev_text) && parse_record(prev_text, prev, prev_err))
     r.epoch = prev.epoch;
   r.state = NodeState::failed;

@@ -10,17 +10,14 @@
 
 namespace vac {
 
-// The largest epoch a record may hold: far beyond any real count of takeovers, and far from
-// the point where max(own, peer) + 1 would wrap. A larger one is read as corrupt.
-constexpr uint64_t kMaxEpoch = uint64_t(1) << 62;
-
 struct NodeRecord {
   NodeState state = NodeState::passive;
   uint64_t epoch = 0;
 };
 
 // Returns the record. note is empty when it was read cleanly; otherwise it says what was
-// wrong: missing (first start: passive, epoch 0) or corrupt (failed, so that an operator looks
+// wrong: missing (first start: passive, epoch 0) or corrupt, an epoch above kEpochMax included
+// (failed, so that an operator looks
 // before this node serves again; the epoch of the previous record file is kept if readable).
 NodeRecord load_node_record(const std::string& state_dir, std::string& note);
 // Writes the record durably; false with err saying what failed (e.g. "cannot write

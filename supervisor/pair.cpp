@@ -24,7 +24,6 @@ double tick_period(const Config& c) {
 Pair::Pair(const Config& config, Workload work, ServiceHost& host)
     : config_(config), work_(work), host_(host) {
   tick_.set<Pair, &Pair::on_tick>(this);
-  shutdown_timer_.set<Pair, &Pair::on_shutdown_deadline>(this);
 }
 
 Pair::~Pair() = default;
@@ -37,12 +36,26 @@ bool Pair::start(std::string& err) {
   started_ = Clock::now();
   NodePolicy policy;
   policy.master = config_.role == "master";
+  policy.name = config_.node_name;
+  if (config_.peer) policy.peer_name = config_.peer->name;
   policy.has_peer = config_.peer.has_value();
   policy.has_witness = !config_.failover.witness.empty();
   policy.failback_auto = config_.failover.failback == "auto";
   policy.stop_without_peer = config_.failover.stop_without_peer;
   policy.startup_grace = config_.failover.startup_grace;
   policy.isolation_after = config_.failover.isolation_after;
+  // The node's start period is the shortest of its active-scope probes' (each probe keeps
+  // its own in its verdict), so the core never ignores a failure a probe would count.
+  std::optional<Duration> start_period;
+  for (auto& [name, p] : config_.probes)
+    if (p.scope == "active" && p.critical)
+      start_period = std::min(start_period.value_or(p.start_period), p.start_period);
+  if (start_period) policy.start_period = *start_period;
+  // Break-before-make waits for the services to stop: give the slowest stop its full time
+  // (SIGTERM, timeout-stop, SIGKILL, finish) before the peer is told anyway.
+  Duration stops{0};
+  for (auto& s : work_.services) stops += s->spec().timeout_stop + s->spec().timeout_finish;
+  policy.stop_timeout = std::max(policy.stop_timeout, stops + std::chrono::seconds(1));
   if (config_.peer) {
     policy.dead_after = config_.peer->dead_after;
     if (!load_peer_key(config_.peer->key_file, key_, err)) return false;
@@ -50,17 +63,22 @@ bool Pair::start(std::string& err) {
   NodeRecord rec = load_node_record(config_.state_dir, record_note_);
   if (!record_note_.empty()) log_warn("node", record_note_);
   core_ = std::make_unique<NodeCore>(policy, rec.state, rec.epoch, now());
-  log_info("node", config_.node_name, " (", config_.role, ") starts ", to_string(core_->state()),
-           ", epoch ", core_->epoch());
   // A node that cannot write its record must not serve: it cannot tell whether an earlier run
   // failed and could not record it, so it starts failed, and serves again only after the
-  // operator's recover once the record can be written.
-  if (!persist()) {
+  // operator's recover once the record can be written (the core retries the write).
+  std::string werr;
+  if (!persist(werr)) {
     core_ = std::make_unique<NodeCore>(policy, NodeState::failed, rec.epoch, now());
-    record_note_ = cat("cannot persist the node record at start-up: starting failed; fix ",
-                       config_.state_dir, ", then `vacataire recover`");
+    record_note_ = cat("cannot persist the node record at start-up (", werr,
+                       "): starting failed; fix ", config_.state_dir, ", then `vacataire recover`");
     log_error("node", record_note_);
+    Event e(Event::persisted, false);
+    e.detail = werr;
+    core_->handle(e, now());
   }
+  fed_in_ = core_->state();
+  log_info("node", config_.node_name, " (", config_.role, ") starts ", to_string(core_->state()),
+           ", epoch ", core_->epoch());
   tick_.start(0, tick_period(config_));
   if (config_.peer) {
     link_ = std::make_unique<PeerLink>(
@@ -82,53 +100,53 @@ std::string Pair::over_budget() const {
   return "";
 }
 
-std::vector<ProbeHealth> Pair::probe_health() const {
-  std::vector<ProbeHealth> out;
-  for (auto& p : work_.probes) out.push_back({p->critical(), p->running(), p->state()});
-  return out;
+bool Pair::node_probes_ok() const {
+  std::vector<ProbeHealth> probes;
+  for (auto& p : work_.probes)
+    if (!p->active_scope()) probes.push_back({p->critical(), p->running(), p->state()});
+  return node_health(probes, core_ && core_->wait() == Wait::recovering);
 }
 
-bool Pair::node_healthy() const {
-  return persist_error_.empty() && over_budget().empty() &&
-         node_health(probe_health(), recovering_);
+bool Pair::active_probes_ok() const {
+  std::vector<ProbeHealth> probes;
+  for (auto& p : work_.probes)
+    if (p->active_scope()) probes.push_back({p->critical(), p->running(), p->state()});
+  return node_health(probes, false);
 }
 
 bool Pair::serving() const {
-  return core_ && core_->state() == NodeState::active && shutdown_ == Shutdown::none &&
-         persist_error_.empty() && node_health(probe_health(), false);
+  return core_ && core_->serving() && shutdown_ == Shutdown::none;
 }
 
-// Writes the node record; a failure is remembered (status, health) and retried every tick.
-bool Pair::persist() {
-  std::string err;
-  if (save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err)) {
-    if (!persist_error_.empty()) log_info("node", "node record written again");
-    persist_error_.clear();
+bool Pair::persist(std::string& err) {
+  if (save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err))
     return true;
-  }
-  if (err != persist_error_)
-    log_error("node", "cannot persist the node record: ", err, "; not acting on ",
-              to_string(core_->state()), " until it is written (retrying)");
-  persist_error_ = err;
+  if (core_->record_error().empty())
+    log_error("node", "cannot persist the node record: ", err, "; retrying");
   return false;
 }
 
 void Pair::feed(Event e) {
   if (!core_) return;
   NodeState before = core_->state();
+  std::string was_unhealthy = core_->unhealthy_reason();
   auto actions = core_->handle(e, now());
-  bool persisted = true;
+  std::optional<Event> written;  // the core hears the write's result before anything else
   for (auto& a : actions) {
     switch (a.kind) {
-      case Action::persist:
-        persisted = persist();
+      case Action::persist: {
+        std::string err;
+        bool ok = persist(err);
+        if (ok && !core_->record_error().empty()) log_info("node", "node record written again");
+        written = Event(Event::persisted, ok);
+        written->detail = err;
         break;
+      }
       case Action::start_services:
-        // Durable means durable: what could not be recorded is not acted on.
-        if (persisted) services_wanted_ = true;
+        services_wanted_ = true;
         break;
       case Action::stop_services:
-        services_wanted_ = false;  // always safe, recorded or not
+        services_wanted_ = false;
         break;
       case Action::send:
         if (link_) link_->send(a.message);
@@ -139,7 +157,14 @@ void Pair::feed(Event e) {
         break;
     }
   }
-  if (core_->state() != NodeState::failed) recovering_ = false;
+  if (written) return feed(*written);
+  if (std::string why = core_->unhealthy_reason();
+      why != was_unhealthy && shutdown_ == Shutdown::none) {
+    if (why.empty())
+      log_info("node", "healthy again");
+    else
+      log_warn("node", "unhealthy: ", why);
+  }
   // Probes of the services themselves run while this node serves, from a clean verdict.
   bool serving = core_->state() == NodeState::active;
   for (auto& p : work_.probes) {
@@ -148,7 +173,36 @@ void Pair::feed(Event e) {
     if (!serving && p->running()) p->pause();
   }
   if (link_) link_->heartbeat(core_->heartbeat());
+  if (shutdown_ == Shutdown::handing_over && core_->may_exit())
+    finish_shutdown(core_->peer_reachable() && core_->peer() &&
+                            (core_->peer()->state == NodeState::starting ||
+                             core_->peer()->state == NodeState::active)
+                        ? "the peer took over"
+                        : "handover done or given up");
   host_.changed();
+}
+
+void Pair::feed_verdicts() {
+  if (core_->state() != fed_in_) {
+    fed_in_ = core_->state();
+    fed_active_.reset();  // going active or down resets the core's view of these
+  }
+  // Each is marked as given before it is fed: feeding reconciles, which comes back here.
+  auto give = [&](std::optional<bool>& fed, bool now_ok, Event::Kind kind) {
+    if (fed == now_ok) return;
+    fed = now_ok;
+    feed(Event(kind, now_ok));
+  };
+  give(fed_health_, node_probes_ok(), Event::health);
+  give(fed_active_, active_probes_ok(), Event::active_probe);
+  std::string svc = over_budget();
+  if (svc != budget_logged_) {
+    if (!svc.empty())
+      log_warn("node", "service ", svc, " restarted more than ", config_.restart.budget,
+               " times within ", format_duration(config_.restart.budget_window));
+    budget_logged_ = svc;
+  }
+  give(fed_budget_, !svc.empty(), Event::budget);
 }
 
 // Services have reached what the node wanted: tell the core.
@@ -159,29 +213,7 @@ void Pair::after_reconcile() {
     if (s->want_up) all_up &= s->ready();
     all_down &= s->idle();
   }
-  if (shutdown_ != Shutdown::none) {
-    if (shutdown_ != Shutdown::stopping || !all_down) return;
-    if (core_->state() == NodeState::stopping) feed(Event::services_down);
-    if (!hand_over_ || core_->state() != NodeState::passive || !link_running())
-      return finish_shutdown("services stopped");
-    shutdown_ = Shutdown::handing_over;
-    // Passive and unhealthy from here on: should the takeover be lost, the peer still takes
-    // the role at once rather than after dead_after.
-    if (core_->healthy()) feed(Event(Event::health, false));
-    log_info("node", "services stopped; waiting up to ", format_duration(config_.peer->dead_after),
-             " for ", config_.peer->name, " to take over");
-    shutdown_timer_.start(seconds(config_.peer->dead_after), 0);
-    return;
-  }
-  std::string svc = over_budget();
-  if (svc != budget_logged_) {
-    if (!svc.empty())
-      log_warn("node", "service ", svc, " restarted more than ", config_.restart.budget,
-               " times within ", format_duration(config_.restart.budget_window));
-    budget_logged_ = svc;
-  }
-  bool health = node_healthy();
-  if (health != core_->healthy() && !recovering_) return feed(Event(Event::health, health));
+  if (shutdown_ == Shutdown::none) feed_verdicts();
   if (core_->state() == NodeState::starting && services_wanted_ && all_up)
     feed(Event::services_up);
   else if (core_->state() == NodeState::stopping && !services_wanted_ && all_down)
@@ -191,57 +223,49 @@ void Pair::after_reconcile() {
 void Pair::on_probe_change(Probe& p) {
   if (p.name() == config_.failover.witness)
     feed(Event(Event::witness, p.state() == ProbeState::passing));
-  if (shutdown_ == Shutdown::none) feed(Event(Event::health, node_healthy()));
+  if (shutdown_ == Shutdown::none) feed_verdicts();
 }
 
 void Pair::service_restarted() {
-  if (!active()) return;
-  for (auto& p : work_.probes)
-    if (p->active_scope() && p->running()) p->begin_start_period();
+  if (!core_) return;
+  if (active())
+    for (auto& p : work_.probes)
+      if (p->active_scope() && p->running()) p->begin_start_period();
+  feed(Event::op_svc_restart);
 }
 
 void Pair::on_tick(ev::timer&, int) {
-  if (!persist_error_.empty() && persist()) feed(Event(Event::health, node_healthy()));
   feed(Event::tick);  // also renews linkd's lease: a heartbeat line on every tick
-  if (shutdown_ == Shutdown::handing_over && core_->peer_reachable() && core_->peer() &&
-      (core_->peer()->state == NodeState::starting || core_->peer()->state == NodeState::active))
-    finish_shutdown("the peer took over");
 }
 
 void Pair::begin_shutdown() {
-  if (shutdown_ != Shutdown::none) return;
-  shutdown_ = Shutdown::stopping;
-  if (!link_) return;
+  if (shutdown_ != Shutdown::none || !core_) return;
+  shutdown_ = Shutdown::handing_over;
   NodeState s = core_->state();
-  if (s == NodeState::active || s == NodeState::starting) {
-    feed(Event::op_release);
-    hand_over_ = core_->refused().empty();
-    if (hand_over_)
-      log_info("node", "shutting down: handing over to ", config_.peer->name,
-               " once the services are stopped");
-    else
-      log_warn("node", "shutting down without a handover: ", core_->refused());
-  }
-}
-
-void Pair::on_shutdown_deadline(ev::timer&, int) {
-  finish_shutdown("the peer did not take over in time; it will once this node is silent");
+  bool serving = s == NodeState::active || s == NodeState::starting;
+  if (serving && link_)
+    log_info("node", "shutting down: handing over to ", config_.peer->name,
+             " once the services are stopped");
+  feed(Event::op_shutdown);
 }
 
 void Pair::finish_shutdown(const char* why) {
   shutdown_ = Shutdown::done;
-  shutdown_timer_.stop();
-  log_info("node", "shutdown: ", why, "; stopping linkd");
+  if (link_) log_info("node", "shutdown: ", why, "; stopping linkd");
   tick_.stop();
   if (link_) link_->stop();
-  host_.changed();
 }
 
 json Pair::node_status(bool healthy) const {
-  healthy = healthy && persist_error_.empty();
-  std::string reason = shutdown_ != Shutdown::none ? "shutting down" : core_ ? core_->reason() : "";
-  if (!persist_error_.empty())
-    reason = cat("cannot persist the node record: ", persist_error_, "; ", reason);
+  std::string reason = core_ ? core_->reason() : "";
+  if (core_) {
+    healthy = healthy && core_->healthy();
+    std::string why = core_->unhealthy_reason();
+    if (!core_->record_error().empty())
+      reason = cat("cannot persist the node record: ", core_->record_error(), "; ", reason);
+    else if (!why.empty() && reason.find(why) == std::string::npos)
+      reason = cat(reason, "; ", why);
+  }
   for (auto& p : work_.probes)
     if (p->critical() && p->state() == ProbeState::failing)
       reason = cat(reason, "; critical probe ", p->name(), " is failing");
@@ -250,14 +274,17 @@ json Pair::node_status(bool healthy) const {
   json n = {{"name", config_.node_name},
             {"role", config_.role},
             {"state", core_ ? to_string(core_->state()) : "passive"},
+            {"wait", core_ ? to_string(core_->wait()) : "none"},
             {"epoch", core_ ? core_->epoch() : 0},
             {"healthy", healthy},
             {"serving", core_ && core_->state() == NodeState::active && healthy},
             {"reason", reason},
-            {"recovering", recovering_},
+            {"recovering", core_ && core_->wait() == Wait::recovering},
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
+  if (core_ && !core_->role_conflict().empty()) n["role_conflict"] = core_->role_conflict();
+  if (core_ && !core_->epoch_refused().empty()) n["epoch_refused"] = core_->epoch_refused();
   return n;
 }
 
@@ -270,6 +297,7 @@ json Pair::peer_status() const {
     p["node_state"] = to_string(core_->peer()->state);
     p["epoch"] = core_->peer()->epoch;
     p["healthy"] = core_->peer()->healthy;
+    p["role"] = to_string(core_->peer()->role);
   }
   if (link_) link_->add_status(p);
   return p;
@@ -287,19 +315,17 @@ json Pair::command(const std::string& cmd, bool failback, bool on) {
     e.kind = on ? Event::op_maintenance_on : Event::op_maintenance_off;
   else
     return {{"ok", false}, {"code", 2}, {"error", cat("unknown command ", quote(cmd))}};
-  if (e.kind == Event::op_recover && core_->state() == NodeState::failed) {
+  bool recover = e.kind == Event::op_recover && core_->state() == NodeState::failed;
+  log_info("control", cmd, e.kind == Event::op_recover && failback ? " --failback" : "");
+  feed(e);
+  if (!core_->refused().empty()) return {{"ok", false}, {"code", 1}, {"error", core_->refused()}};
+  if (recover) {
     // The probes are re-run from scratch: their fresh verdict, not the old one, decides.
     for (auto& p : work_.probes) p->reset_verdict();
     for (auto& s : work_.services) s->budget().clear();
-    recovering_ = true;
+    fed_health_.reset(), fed_budget_.reset();
+    feed_verdicts();
   }
-  log_info("control", cmd, e.kind == Event::op_recover && failback ? " --failback" : "");
-  feed(e);
-  if (!core_->refused().empty()) {
-    if (e.kind == Event::op_recover) recovering_ = false;
-    return {{"ok", false}, {"code", 1}, {"error", core_->refused()}};
-  }
-  if (e.kind == Event::op_recover) feed(Event(Event::health, node_healthy()));
   return {{"ok", true},
           {"message",
            cat(config_.node_name, ": ", to_string(core_->state()), " (", core_->reason(), ")")}};

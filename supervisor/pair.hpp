@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,25 +54,25 @@ class Pair {
   nlohmann::json command(const std::string& cmd, bool failback, bool on);
 
   // SIGTERM/SIGINT: an active node hands over before it goes (break-before-make: services
-  // stopped first, then `takeover` to the peer), bounded by a deadline; then linkd stops.
+  // stopped first, then `takeover` to the peer, then the peer heard serving or the core's
+  // handover deadline); then linkd stops.
   void begin_shutdown();
   // Shutdown has nothing left to do here: handover done or given up, linkd gone.
   bool finished() const { return shutdown_ == Shutdown::done && !link_running(); }
 
   nlohmann::json node_status(bool healthy) const;
   nlohmann::json peer_status() const;
-  // Why the node is unhealthy beyond its probes ("" when it is not): status shows it.
-  std::string persist_problem() const { return persist_error_; }
 
  private:
   void feed(Event e);
+  // Gives the core the verdicts that changed since it last heard them.
+  void feed_verdicts();
   Time now() const;
-  bool node_healthy() const;
-  std::vector<ProbeHealth> probe_health() const;
+  bool node_probes_ok() const;    // node-scope critical probes (all passing while recovering)
+  bool active_probes_ok() const;  // active-scope critical probes, while they run
   std::string over_budget() const;
-  bool persist();
+  bool persist(std::string& err);
   void on_tick(ev::timer&, int);
-  void on_shutdown_deadline(ev::timer&, int);
   void finish_shutdown(const char* why);
   bool link_running() const { return link_ && link_->running(); }
 
@@ -82,19 +83,19 @@ class Pair {
   std::unique_ptr<NodeCore> core_;
   std::unique_ptr<PeerLink> link_;
   Clock::time_point started_;
-  ev::timer tick_, shutdown_timer_;
+  ev::timer tick_;
   bool services_wanted_ = false;
-  bool recovering_ = false;  // recover given: health means every critical probe passing
-  std::string record_note_;  // what was wrong with the record read at start-up
-  std::string persist_error_;
+  std::string record_note_;    // what was wrong with the record read at start-up
   std::string budget_logged_;  // the service last reported over its restart budget
+  // The verdicts last given to the core, and the state it was in then (a change of state
+  // resets the core's view of the active-scope probes).
+  std::optional<bool> fed_health_, fed_active_, fed_budget_;
+  NodeState fed_in_ = NodeState::passive;
   enum class Shutdown {
     none,
-    stopping,      // services stopping; linkd still tells the peer we are stopping
-    handing_over,  // services stopped, `takeover` sent: waiting for the peer to take the role
+    handing_over,  // op_shutdown given: services stop, then `takeover`, until may_exit()
     done,          // linkd told to stop
   } shutdown_ = Shutdown::none;
-  bool hand_over_ = false;  // the core accepted the shutdown's release
 };
 
 }  // namespace vac

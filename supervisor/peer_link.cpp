@@ -17,17 +17,18 @@ namespace vac {
 
 namespace {
 json message_json(const PeerMessage& m) {
-  static const char* kinds[] = {"heartbeat", "takeover", "quiesce", "stopped"};
-  return {{"kind", kinds[m.kind]},
+  return {{"kind", to_string(m.kind)},
           {"state", to_string(m.state)},
           {"epoch", m.epoch},
-          {"healthy", m.healthy}};
+          {"healthy", m.healthy},
+          {"role", to_string(m.role)}};
 }
 
 bool message_from_json(const json& j, PeerMessage& m, std::string& err) {
   if (!j.is_object()) return err = "not an object", false;
   Fields f(j, "peer message");
   std::string kind = f.str("kind", "", true), state = f.str("state", "", true);
+  std::string role = f.str("role");
   m.epoch = f.uinteger("epoch");
   m.healthy = f.boolean("healthy");
   if (!f.ok()) return err = f.error(), false;
@@ -42,6 +43,7 @@ bool message_from_json(const json& j, PeerMessage& m, std::string& err) {
   else
     return err = cat("unknown kind ", quote(kind)), false;
   if (!parse_node_state(state, m.state)) return err = cat("unknown state ", quote(state)), false;
+  if (!parse_role(role, m.role)) m.role = Role::unknown;  // an older peer does not say
   return true;
 }
 

@@ -65,6 +65,7 @@ TEST_CASE("an epoch out of range is read as corrupt, never wrapped") {
   vt::Node d;
   std::string note, err;
   REQUIRE(save_node_record(d.dir, {NodeState::passive, 5}, err));
+  REQUIRE(save_node_record(d.dir, {NodeState::passive, 6}, err));
   d.write("node.json", "{\"state\": \"passive\", \"epoch\": 18446744073709551615}");
   NodeRecord r = load_node_record(d.dir, note);
   CHECK(r.state == NodeState::failed);
