@@ -192,6 +192,7 @@ class NodeCore {
   bool peer_reachable_ = false;
   bool peer_seen_ = false;
   std::optional<PeerMessage> peer_;
+  uint64_t peer_epoch_max_ = 0;  // the highest epoch heard from the peer
   uint64_t quiesced_epoch_ = 0;  // the peer's epoch when asked to stop
   bool failback_ = false;        // recovering with failback: ask the peer once recovered
   bool shutdown_ = false;        // op_shutdown given: never active again in this process

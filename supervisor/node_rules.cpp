@@ -127,6 +127,10 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
       const PeerMessage& m = e.message;
       if (!accept(n, m)) return false;
       n.peer_reachable_ = n.peer_seen_ = true;
+      // A takeover older than the peer's latest epoch is stale (it served since): it tells
+      // nothing about the peer now.
+      if (m.kind == PeerMessage::takeover && m.epoch < n.peer_epoch_max_) return false;
+      n.peer_epoch_max_ = std::max(n.peer_epoch_max_, m.epoch);
       n.peer_ = m;
       if (m.role != Role::unknown && (m.role == Role::master) == n.policy_.master)
         n.role_conflict_ = std::string("both nodes are configured ") + to_string(m.role) + "; " +

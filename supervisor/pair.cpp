@@ -21,8 +21,13 @@ double tick_period(const Config& c) {
 }
 }  // namespace
 
-Pair::Pair(const Config& config, Workload work, ServiceHost& host)
-    : config_(config), work_(work), host_(host) {
+Pair::Pair(const Config& config, Workload work, ServiceHost& host, Notifier& notifier,
+           std::function<nlohmann::json()> status_doc)
+    : config_(config),
+      work_(work),
+      host_(host),
+      notifier_(notifier),
+      status_doc_(std::move(status_doc)) {
   tick_.set<Pair, &Pair::on_tick>(this);
 }
 
@@ -32,8 +37,14 @@ Time Pair::now() const {
   return std::chrono::duration_cast<Duration>(Clock::now() - started_);
 }
 
+void Pair::emit(const char* event, const std::string& reason, const std::string& previous,
+                const std::string& service) {
+  std::string now = state_name();
+  notifier_.emit({event, now, previous.empty() ? now : previous, reason, "", service, epoch()});
+}
+
 bool Pair::start(std::string& err) {
-  started_ = Clock::now();
+  started_ = state_since_ = Clock::now();
   NodePolicy policy;
   policy.master = config_.role == "master";
   policy.name = config_.node_name;
@@ -80,11 +91,20 @@ bool Pair::start(std::string& err) {
   log_info("node", config_.node_name, " (", config_.role, ") starts ", to_string(core_->state()),
            ", epoch ", core_->epoch());
   tick_.start(0, tick_period(config_));
-  if (config_.peer) {
+  // linkd carries the peer link, and serves the endpoints (with a peer or without).
+  if (config_.peer || !config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty()) {
+    auto heard = [this](const PeerMessage& m) {
+      if (!core_->peer_reachable())
+        emit("peer_found", cat("peer ", config_.peer->name, " heard (", to_string(m.state), ")"));
+      feed(Event(m));
+    };
+    auto lost = [this] {
+      if (core_->peer_reachable())
+        emit("peer_lost", cat("peer ", config_.peer->name, " silent on every link"));
+      feed(Event::peer_lost);
+    };
     link_ = std::make_unique<PeerLink>(
-        config_, key_, host_,
-        PeerLink::Handlers{[this](const PeerMessage& m) { feed(Event(m)); },
-                           [this] { feed(Event::peer_lost); }, [this] { host_.changed(); }});
+        config_, key_, host_, PeerLink::Handlers{heard, lost, [this] { host_.changed(); }});
     link_->heartbeat(core_->heartbeat());
     link_->start();
   }
@@ -121,8 +141,10 @@ bool Pair::serving() const {
 bool Pair::persist(std::string& err) {
   if (save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err))
     return true;
-  if (core_->record_error().empty())
+  if (core_ && core_->record_error().empty()) {
     log_error("node", "cannot persist the node record: ", err, "; retrying");
+    emit("persist_failed", cat("cannot persist the node record: ", err));
+  }
   return false;
 }
 
@@ -154,8 +176,21 @@ void Pair::feed(Event e) {
       case Action::notify:
         log_info("node", to_string(before), " -> ", to_string(core_->state()), ": ",
                  core_->reason());
+        emit("state", core_->reason(), to_string(before));
         break;
     }
+  }
+  if (core_->state() != before) {
+    ++transitions_[{to_string(before), to_string(core_->state())}];
+    state_since_ = Clock::now();
+  }
+  if (core_->role_conflict() != role_conflict_logged_) {
+    role_conflict_logged_ = core_->role_conflict();
+    if (!role_conflict_logged_.empty()) log_error("node", role_conflict_logged_);
+  }
+  if (core_->epoch_refused() != epoch_refused_logged_) {
+    epoch_refused_logged_ = core_->epoch_refused();
+    if (!epoch_refused_logged_.empty()) log_error("node", epoch_refused_logged_);
   }
   if (written) return feed(*written);
   if (std::string why = core_->unhealthy_reason();
@@ -172,7 +207,9 @@ void Pair::feed(Event e) {
     if (serving && !p->running()) p->start();
     if (!serving && p->running()) p->pause();
   }
+  // Every event and every tick, changed or not: the heartbeat line is linkd's lease.
   if (link_) link_->heartbeat(core_->heartbeat());
+  feed_status();
   if (shutdown_ == Shutdown::handing_over && core_->may_exit())
     finish_shutdown(core_->peer_reachable() && core_->peer() &&
                             (core_->peer()->state == NodeState::starting ||
@@ -197,9 +234,12 @@ void Pair::feed_verdicts() {
   give(fed_active_, active_probes_ok(), Event::active_probe);
   std::string svc = over_budget();
   if (svc != budget_logged_) {
-    if (!svc.empty())
-      log_warn("node", "service ", svc, " restarted more than ", config_.restart.budget,
-               " times within ", format_duration(config_.restart.budget_window));
+    if (!svc.empty()) {
+      std::string why = cat("service ", svc, " restarted more than ", config_.restart.budget,
+                            " times within ", format_duration(config_.restart.budget_window));
+      log_warn("node", why);
+      emit("service_over_budget", why, "", svc);
+    }
     budget_logged_ = svc;
   }
   give(fed_budget_, !svc.empty(), Event::budget);
@@ -283,8 +323,18 @@ json Pair::node_status(bool healthy) const {
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
-  if (core_ && !core_->role_conflict().empty()) n["role_conflict"] = core_->role_conflict();
-  if (core_ && !core_->epoch_refused().empty()) n["epoch_refused"] = core_->epoch_refused();
+  if (core_) {
+    // Loud problems of the pair, as the core sees them.
+    if (!core_->healthy()) n["unhealthy"] = core_->unhealthy_reason();
+    if (!core_->role_conflict().empty()) n["role_conflict"] = core_->role_conflict();
+    if (!core_->epoch_refused().empty()) n["epoch_refused"] = core_->epoch_refused();
+    if (core_->state() == NodeState::stopping) n["target"] = to_string(core_->durable_state());
+  }
+  n["state_s"] = std::chrono::duration<double>(Clock::now() - state_since_).count();
+  json transitions = json::array();
+  for (auto& [edge, count] : transitions_)
+    transitions.push_back({{"from", edge.first}, {"to", edge.second}, {"count", count}});
+  n["transitions"] = transitions;
   return n;
 }
 
@@ -329,6 +379,28 @@ json Pair::command(const std::string& cmd, bool failback, bool on) {
   return {{"ok", true},
           {"message",
            cat(config_.node_name, ": ", to_string(core_->state()), " (", core_->reason(), ")")}};
+}
+
+// What the endpoints' verdicts depend on, cheap to build every tick (status() is not).
+std::string Pair::status_signature() const {
+  std::string s = cat(to_string(core_->state()), ' ', core_->epoch(), ' ', core_->healthy(), ' ',
+                      core_->peer_reachable(), ' ', shutdown_ != Shutdown::none, ';');
+  for (auto& svc : work_.services) s += cat(svc->name(), ' ', svc->ready(), svc->want_up, ';');
+  for (auto& p : work_.probes) s += cat(p->name(), ' ', to_string(p->state()), ';');
+  return s;
+}
+
+void Pair::feed_status() {
+  if (!link_ || !link_->running() || !status_doc_ ||
+      (config_.endpoint_http.empty() && config_.endpoint_agent_check.empty()))
+    return;
+  std::string sig = status_signature();
+  Duration period =
+      config_.peer ? config_.peer->heartbeat : Duration(std::chrono::milliseconds(200));
+  if (sig == last_status_signature_ && Clock::now() - last_status_sent_ < period) return;
+  last_status_signature_ = sig;
+  last_status_sent_ = Clock::now();
+  link_->status(status_doc_());
 }
 
 }  // namespace vac

@@ -5,6 +5,8 @@
 // it, commands to the peer. The Supervisor owns the services and probes; Pair steers them.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +17,7 @@
 
 #include "common/config.hpp"
 #include "node.hpp"
+#include "notify.hpp"
 #include "peer_link.hpp"
 #include "probe.hpp"
 #include "service.hpp"
@@ -30,7 +33,9 @@ struct Workload {
 
 class Pair {
  public:
-  Pair(const Config& config, Workload work, ServiceHost& host);
+  // status_doc builds the `status --json` document, which linkd's endpoints answer from.
+  Pair(const Config& config, Workload work, ServiceHost& host, Notifier& notifier,
+       std::function<nlohmann::json()> status_doc);
   ~Pair();
   Pair(const Pair&) = delete;
   Pair& operator=(const Pair&) = delete;
@@ -41,6 +46,8 @@ class Pair {
   // Whether the core wants the services running on this node.
   bool services_wanted() const { return services_wanted_; }
   bool active() const { return core_ && core_->state() == NodeState::active; }
+  std::string state_name() const { return core_ ? to_string(core_->state()) : "passive"; }
+  uint64_t epoch() const { return core_ ? core_->epoch() : 0; }
   // Healthy and active, as the load balancer is told.
   bool serving() const;
 
@@ -75,14 +82,25 @@ class Pair {
   void on_tick(ev::timer&, int);
   void finish_shutdown(const char* why);
   bool link_running() const { return link_ && link_->running(); }
+  void emit(const char* event, const std::string& reason, const std::string& previous = "",
+            const std::string& service = "");
+  // The status line for linkd's endpoints: at once when what they look at changed, and at
+  // least every peer heartbeat (durations and counters in /metrics).
+  void feed_status();
+  std::string status_signature() const;
 
   const Config& config_;
   Workload work_;
   ServiceHost& host_;
+  Notifier& notifier_;
+  std::function<nlohmann::json()> status_doc_;
   Key key_;
   std::unique_ptr<NodeCore> core_;
   std::unique_ptr<PeerLink> link_;
-  Clock::time_point started_;
+  Clock::time_point started_, state_since_, last_status_sent_;
+  std::string last_status_signature_;
+  std::map<std::pair<std::string, std::string>, uint64_t> transitions_;  // (from, to) -> count
+  std::string role_conflict_logged_, epoch_refused_logged_;
   ev::timer tick_;
   bool services_wanted_ = false;
   std::string record_note_;    // what was wrong with the record read at start-up

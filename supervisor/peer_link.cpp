@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/install_dirs.hpp"
 #include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
@@ -47,10 +48,6 @@ bool message_from_json(const json& j, PeerMessage& m, std::string& err) {
   return true;
 }
 
-std::string sibling_executable(const std::string& name, const std::string& installed) {
-  std::string path = executable_dir() + "/" + name;
-  return access(path.c_str(), X_OK) == 0 ? path : installed;
-}
 }  // namespace
 
 bool load_peer_key(const std::string& path, Key& key, std::string& err) {
@@ -82,7 +79,9 @@ PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Hand
       key_(key),
       host_(host),
       handlers_(std::move(handlers)),
-      restart_(linkd_restart_policy(config.peer ? config.peer->dead_after : Duration(1s))) {
+      restart_(linkd_restart_policy(config.peer ? config.peer->dead_after : Duration(1s))),
+      wanted_(config.peer || !config.endpoint_http.empty() ||
+              !config.endpoint_agent_check.empty()) {
   io_.set<PeerLink, &PeerLink::on_output>(this);
   restart_timer_.set<PeerLink, &PeerLink::on_restart>(this);
 }
@@ -101,7 +100,7 @@ void PeerLink::close_pipes() {
 }
 
 void PeerLink::start() {
-  if (stopping_ || pid_ > 0 || !config_.peer) return;
+  if (stopping_ || pid_ > 0 || !wanted_) return;
   int in[2], out[2];
   if (pipe2(in, O_CLOEXEC) != 0) return log_error("linkd", sys_error("pipe"));
   if (pipe2(out, O_CLOEXEC) != 0) {
@@ -109,7 +108,7 @@ void PeerLink::start() {
     return log_error("linkd", sys_error("pipe"));
   }
   SpawnSpec s;
-  s.exe = sibling_executable("vacataire-linkd", "/usr/sbin/vacataire-linkd");
+  s.exe = helper_executable("vacataire-linkd");
   s.env = host_.base_env();
   s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
   std::string err;
@@ -133,14 +132,19 @@ void PeerLink::start() {
   io_.start(out_, ev::READ);
   LinkdConfig lc;
   lc.node = config_.node_name;
-  lc.peer = config_.peer->name;
-  lc.links = config_.peer->links;
-  lc.key = key_;
-  lc.heartbeat = config_.peer->heartbeat;
-  lc.dead_after = config_.peer->dead_after;
+  if (config_.peer) {
+    lc.peer = config_.peer->name;
+    lc.links = config_.peer->links;
+    lc.key = key_;
+    lc.heartbeat = config_.peer->heartbeat;
+    lc.dead_after = config_.peer->dead_after;
+  }
   lc.user = config_.user;
+  lc.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
+                  config_.endpoint_agent_inactive};
   write_line({{"config", linkd_config_json(lc)}});
   if (!last_heartbeat_.is_null()) write_line({{"heartbeat", last_heartbeat_}});
+  if (!last_status_.is_null()) write_line({{"status", last_status_}});
 }
 
 void PeerLink::on_exit(pid_t p, int status) {
@@ -186,6 +190,11 @@ void PeerLink::send(const PeerMessage& m) {
   write_line({{"send", message_json(m)}});
 }
 
+void PeerLink::status(const json& doc) {
+  last_status_ = doc;
+  write_line({{"status", doc}});
+}
+
 void PeerLink::write_line(const json& j) {
   if (in_ < 0) return;
   std::string line = dump_json(j) + "\n";
@@ -227,10 +236,11 @@ void PeerLink::on_line(std::string_view line) {
   if (f.has("stats") && j["stats"].is_object()) stats_ = j["stats"];
   if (!f.ok()) return log_warn("linkd", f.error());
   if (f.has("lost")) {
+    if (!config_.peer) return;
     log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
     if (handlers_.lost) handlers_.lost();
   }
-  if (f.has("peer")) {
+  if (f.has("peer") && config_.peer) {
     PeerMessage m;
     if (!message_from_json(j["peer"], m, err))
       return log_warn("linkd", "bad peer message from linkd: ", err);

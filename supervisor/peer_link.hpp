@@ -1,4 +1,5 @@
-// The peer link as the supervisor sees it: the vacataire-linkd child, the JSON lines it is fed
+// The peer link as the supervisor sees it (and the load-balancer endpoints, which linkd also
+// serves, with or without a peer): the vacataire-linkd child, the JSON lines it is fed
 // (config, then this node's heartbeat on every tick: the lease that keeps linkd advertising the
 // node), the lines it answers (what the peer says, the peer lost, link statistics), and its
 // restarts. A restart of linkd alone is not the peer's loss: the node core hears nothing of it,
@@ -51,6 +52,8 @@ class PeerLink {
   void heartbeat(const PeerMessage& hb);
   // A command for the peer (takeover, quiesce, stopped); linkd retries it until acknowledged.
   void send(const PeerMessage& m);
+  // The `status --json` document, for linkd's load-balancer endpoints.
+  void status(const nlohmann::json& doc);
 
   // linkd_pid, linkd_restarts, links and counters for `status`.
   void add_status(nlohmann::json& peer) const;
@@ -68,6 +71,7 @@ class PeerLink {
   ServiceHost& host_;
   Handlers handlers_;
   RestartConfig restart_;
+  bool wanted_;  // a peer, or endpoints to serve
   bool stopping_ = false;
   pid_t pid_ = 0;
   int in_ = -1, out_ = -1;
@@ -78,7 +82,7 @@ class PeerLink {
   Clock::time_point started_{};
   int restarts_ = 0;
   long long dropped_ = 0;  // lines linkd was not ready to read
-  nlohmann::json last_heartbeat_, stats_;
+  nlohmann::json last_heartbeat_, last_status_, stats_;
 };
 
 }  // namespace vac

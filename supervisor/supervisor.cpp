@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/exit_codes.hpp"
+#include "common/install_dirs.hpp"
 #include "common/log.hpp"
 
 namespace vac {
@@ -21,7 +22,8 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
       control_([this](const nlohmann::json& r, const Caller& c, ControlServer::Reply reply) {
         handle(r, c, std::move(reply));
       }),
-      pair_(config_, Workload{services_, retiring_, probes_}, *this) {
+      pair_(config_, Workload{services_, retiring_, probes_}, *this, notifier_,
+            [this] { return status(); }) {
   child_watcher_.set<Supervisor, &Supervisor::on_child>(this);
   sigterm_.set<Supervisor, &Supervisor::on_signal>(this);
   sigint_.set<Supervisor, &Supervisor::on_signal>(this);
@@ -73,17 +75,15 @@ int Supervisor::run() {
   probes_dir_ = config_.probes_dir.empty() ? default_probes_dir() : config_.probes_dir;
   set_services(std::move(initial_specs_));
   set_probes(config_.probes);
-  // Validated, but not served by this version: say so rather than let an operator assume.
-  if (!config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty())
-    log_warn("supervisor", "endpoints (HTTP /health, agent-check) are not served by this version");
-  if (!config_.notify_dir.empty())
-    log_warn("supervisor", "notify_dir: notify hooks are not run by this version");
+  notifier_.configure(config_.notify_dir, config_.notify_timeout,
+                      {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
   if (!pair_.start(err)) {
     log_error("supervisor", err);
     control_.close_socket();
     return exit_code::config;
   }
   changed();
+  manager_.ready(cat("node ", config_.node_name, ", ", services_.size(), " services"));
   ev::get_default_loop().run(0);
 
   control_.close_socket();
@@ -150,6 +150,16 @@ bool Supervisor::healthy() const {
 }
 
 void Supervisor::on_probe_change(Probe& p) {
+  ProbeState& seen = probe_seen_[p.name()];
+  if (p.state() != seen) {
+    bool failing = p.state() == ProbeState::failing;
+    nlohmann::json st = p.status(Clock::now());
+    std::string detail = st.contains("detail") && st["detail"].is_string() ? st["detail"] : "";
+    if (failing || seen == ProbeState::failing)
+      notifier_.emit({failing ? "probe_failing" : "probe_passing", pair_.state_name(),
+                      pair_.state_name(), detail, p.name(), "", pair_.epoch()});
+    seen = p.state();
+  }
   pair_.on_probe_change(p);
   bool now = healthy();
   if (now == was_healthy_) return;
@@ -249,7 +259,8 @@ void Supervisor::reconcile() {
 
   std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
-    bool all_down = retiring_.empty() && retired_probes_.empty() && pair_.finished();
+    bool all_down =
+        retiring_.empty() && retired_probes_.empty() && pair_.finished() && notifier_.idle();
     for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;
@@ -268,6 +279,10 @@ void Supervisor::begin_shutdown(const char* why) {
   }
   log_info("supervisor", why, ": stopping all services");
   shutting_down_ = true;
+  notifier_.emit({"shutdown", pair_.state_name(), pair_.state_name(), why, "", "", pair_.epoch()});
+  // Hooks get their timeout to tell of the shutdown, never longer.
+  notifier_.drain(config_.notify_timeout);
+  manager_.stopping();
   for (auto& p : probes_) p->stop();
   // An active node hands over; linkd keeps telling the peer until the services are stopped.
   pair_.begin_shutdown();
@@ -296,6 +311,12 @@ void Supervisor::reload() {
   if (next.control_socket != config_.control_socket || next.state_dir != config_.state_dir)
     log_warn("reload", "control_socket and node.state_dir changes take effect at the next start");
   config_.restart = next.restart;
+  if (next.notify_dir != config_.notify_dir || next.notify_timeout != config_.notify_timeout)
+    log_info("reload", "notify_dir ", next.notify_dir.empty() ? "(none)" : next.notify_dir);
+  config_.notify_dir = next.notify_dir;
+  config_.notify_timeout = next.notify_timeout;
+  notifier_.configure(config_.notify_dir, config_.notify_timeout,
+                      {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
   config_.services_dir = next.services_dir;
   set_probes(next.probes);
   config_.probes = next.probes;

@@ -12,8 +12,10 @@
 
 #include "common/config.hpp"
 #include "control.hpp"
+#include "notify.hpp"
 #include "pair.hpp"
 #include "probe.hpp"
+#include "sd_notify.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 
@@ -72,11 +74,15 @@ class Supervisor : public ServiceHost {
   ev::sig sigterm_, sigint_, sighup_;
   ev::idle reconcile_idle_;
   int null_fd_ = -1;
-  Pair pair_;  // the node's role in the pair: core, record, peer link
+  uint64_t control_refused_ = 0;  // callers not allowed a mutating command
   bool shutting_down_ = false;
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
   Clock::time_point started_;
+  std::map<std::string, ProbeState> probe_seen_;  // for probe_failing/probe_passing events
+  Notifier notifier_{*this};
+  ManagerNotifier manager_;  // systemd's READY/STOPPING/WATCHDOG, s6's readiness fd
+  Pair pair_;                // the node's role in the pair: core, record, peer link
 };
 
 }  // namespace vac

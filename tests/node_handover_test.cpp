@@ -205,8 +205,11 @@ TEST_CASE("epochs are validated on load and on receipt, and never wrap") {
   CHECK(m.state() == NodeState::passive);  // max + 1 would leave the range: refused
   CHECK(m.epoch() == 3);
   m.handle(msg(PeerMessage::takeover, NodeState::passive, kEpochMax - 1), 1s);
-  CHECK(m.state() == NodeState::starting);
-  CHECK(m.epoch() == kEpochMax);
+  CHECK(m.state() == NodeState::passive);  // older than the peer's last epoch: stale
+  Node k(policy(false), NodeState::passive, 3, 0s);
+  k.handle(msg(PeerMessage::takeover, NodeState::passive, kEpochMax - 1), 1s);
+  CHECK(k.state() == NodeState::starting);
+  CHECK(k.epoch() == kEpochMax);
 }
 
 TEST_CASE("shutdown of the active node: stop, then hand over, then exit") {
