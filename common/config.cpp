@@ -178,6 +178,7 @@ void read_probe(ObjectReader& r, ProbeConfig& p) {
   r.integer("rise", p.rise, 1, 1000);
   r.boolean("critical", p.critical);
   r.str("scope", p.scope, {"node", "active"});
+  r.duration("start_period", p.start_period, Duration(0));
 }
 
 void read_address(ObjectReader& r, const std::string& key, std::string& out) {

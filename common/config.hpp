@@ -25,6 +25,9 @@ struct ProbeConfig {
   // "node": always run, always counts. "active": checks the services themselves, so it runs
   // and counts only while this node serves (on the passive node it would always fail).
   std::string scope = "node";
+  // Active scope only: after this node starts serving (or an operator restarts a service),
+  // failures do not count until the first pass or until start_period has passed.
+  Duration start_period = 10s;
 
   bool operator==(const ProbeConfig&) const = default;
 };

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/exit_codes.hpp"
+#include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "endpoints.hpp"
 #include "supervisor.hpp"
@@ -19,21 +20,14 @@ nlohmann::json refusal(int code, const std::string& error) {
 
 nlohmann::json Supervisor::status() const {
   auto now = Clock::now();
-  nlohmann::json node = node_status();
-  for (auto& p : probes_)
-    if (p->critical() && p->state() == ProbeState::failing)
-      node["reason"] =
-          cat(node["reason"].get<std::string>(), "; critical probe ", p->name(), " is failing");
-  if (std::string svc = over_budget(); !svc.empty())
-    node["reason"] =
-        cat(node["reason"].get<std::string>(), "; service ", svc, " is over its restart budget");
+  nlohmann::json node = pair_.node_status(healthy());
   nlohmann::json services = nlohmann::json::object();
   for (auto& s : services_) services[s->name()] = s->status(now);
   nlohmann::json probes = nlohmann::json::object();
   for (auto& p : probes_) probes[p->name()] = p->status(now);
   nlohmann::json st = {
       {"node", node},
-      {"peer", peer_status()},
+      {"peer", pair_.peer_status()},
       {"services", services},
       {"probes", probes},
       {"notify", notifier_.status()},
@@ -77,7 +71,10 @@ void Supervisor::handle(const nlohmann::json& req, const Caller& caller,
   if (cmd == "svc") return reply(handle_svc(req));
   if (node_cmd) {
     if (shutting_down_) return reply(refusal(exit_code::failed, "the supervisor is shutting down"));
-    return reply(handle_node_command(cmd, req));
+    Fields f(req, "control request");
+    bool failback = f.boolean("failback"), on = f.boolean("on", true);
+    if (!f.ok()) return reply(refusal(exit_code::usage, f.error()));
+    return reply(pair_.command(cmd, failback, on));
   }
   handle_probe(req, std::move(reply));
 }
@@ -135,6 +132,8 @@ nlohmann::json Supervisor::handle_svc(const nlohmann::json& req) {
     }
   };
   std::string message;
+  // A restart on the active node: the probes of the services give them a start period.
+  if (action == "restart" || action == "up") pair_.service_restarted();
   if (action == "up" || action == "restart") {
     closure(closure, s, true);
     for (auto& n : also) {

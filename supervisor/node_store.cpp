@@ -21,7 +21,9 @@ bool parse_record(const std::string& text, NodeRecord& r, std::string& err) {
   if (s == j.end() || !s->is_string() || !parse_node_state(s->get<std::string>(), r.state))
     return err = "no valid \"state\"", false;
   if (e == j.end() || !e->is_number_unsigned()) return err = "no valid \"epoch\"", false;
-  r.epoch = e->get<uint64_t>();
+  uint64_t epoch = e->get<uint64_t>();
+  if (epoch > kEpochMax) return err = cat("epoch ", epoch, " is out of range"), false;
+  r.epoch = epoch;
   return true;
 }
 
@@ -51,6 +53,7 @@ NodeRecord load_node_record(const std::string& dir, std::string& note) {
   note = cat(path, " is corrupt (", err, "): starting failed; check it, then `vacataire recover`");
   NodeRecord prev;
   std::string prev_text, prev_err;
+  r.epoch = 0;  // nothing of a corrupt record is trusted
   if (read_file(dir + "/node.json.prev", prev_text) && parse_record(prev_text, prev, prev_err))
     r.epoch = prev.epoch;
   r.state = NodeState::failed;
@@ -67,7 +70,10 @@ bool save_node_record(const std::string& dir, const NodeRecord& r, std::string& 
       write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && fsync(fd) == 0;
   if (!ok) err = sys_error(cat("cannot write ", tmp));
   close(fd);
-  if (!ok) return false;
+  if (!ok) {
+    unlink(tmp.c_str());  // a full disk keeps no half-written file
+    return false;
+  }
   // Keep the previous record for a bad day; there is none before the first save. (link's result
   // must be looked at: glibc's _FORTIFY_SOURCE, on in Debian's flags, warns otherwise.)
   std::string prev_tmp = path + ".prev.tmp";
@@ -75,12 +81,13 @@ bool save_node_record(const std::string& dir, const NodeRecord& r, std::string& 
   if (link(path.c_str(), prev_tmp.c_str()) == 0) rename(prev_tmp.c_str(), (path + ".prev").c_str());
   if (rename(tmp.c_str(), path.c_str()) != 0)
     return err = sys_error(cat("cannot rename ", tmp)), false;
+  // The rename is durable only once the directory is.
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    fsync(dfd);
-    close(dfd);
-  }
-  return true;
+  if (dfd < 0) return err = sys_error(cat("cannot open ", dir)), false;
+  bool synced = fsync(dfd) == 0;
+  if (!synced) err = sys_error(cat("cannot fsync ", dir));
+  close(dfd);
+  return synced;
 }
 
 }  // namespace vac

@@ -16,9 +16,12 @@ struct NodeRecord {
 };
 
 // Returns the record. note is empty when it was read cleanly; otherwise it says what was
-// wrong: missing (first start: passive, epoch 0) or corrupt (failed, so that an operator looks
+// wrong: missing (first start: passive, epoch 0) or corrupt, an epoch above kEpochMax included
+// (failed, so that an operator looks
 // before this node serves again; the epoch of the previous record file is kept if readable).
 NodeRecord load_node_record(const std::string& state_dir, std::string& note);
+// Writes the record durably; false with err saying what failed (e.g. "cannot write
+// /var/lib/vacataire/node.json.tmp: Read-only file system").
 bool save_node_record(const std::string& state_dir, const NodeRecord& r, std::string& err);
 
 }  // namespace vac

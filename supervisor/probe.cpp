@@ -50,6 +50,7 @@ Probe::Probe(std::string name, ProbeConfig config, std::string base_dir, std::st
       jsonl_(config_.protocol == "jsonl") {
   verdict_.fall = config_.fall;
   verdict_.rise = config_.rise;
+  verdict_.start_period = active_scope() ? config_.start_period : Duration(0);
   interval_timer_.set<Probe, &Probe::on_interval>(this);
   timeout_timer_.set<Probe, &Probe::on_timeout>(this);
   restart_timer_.set<Probe, &Probe::on_restart>(this);
@@ -97,18 +98,27 @@ SpawnSpec Probe::spawn_spec() const {
 // A fixed cadence: probes with the same interval stay in step, so one wake-up of the loop
 // serves them all. A check still running when the next is due is not doubled.
 void Probe::start() {
+  if (active_scope() && !running_) {
+    verdict_ = Verdict{config_.fall, config_.rise, verdict_.start_period};
+    begin_start_period();
+  }
   running_ = true;
   interval_timer_.start(0, seconds(config_.interval));
 }
 
+void Probe::begin_start_period() {
+  verdict_.begin_start_period(
+      std::chrono::duration_cast<Duration>(Clock::now().time_since_epoch()));
+}
+
 void Probe::reset_verdict() {
-  verdict_ = Verdict{config_.fall, config_.rise};
+  verdict_ = Verdict{config_.fall, config_.rise, verdict_.start_period};
   if (running_ && !pending_) begin_check();
 }
 
 void Probe::pause() {
   stop();
-  verdict_ = Verdict{config_.fall, config_.rise};
+  verdict_ = Verdict{config_.fall, config_.rise, verdict_.start_period};
 }
 
 void Probe::stop() {
@@ -389,7 +399,9 @@ void Probe::complete(ProbeResult r) {
     ++fail_count_;
   if (stderr_dropped_ > 0)
     log_warn(cat("probe ", name_), "dropped ", stderr_dropped_, " more lines of stderr this check");
-  bool changed = verdict_.record(r.status);
+  bool changed =
+      running_ &&
+      verdict_.record(r.status, std::chrono::duration_cast<Duration>(now.time_since_epoch()));
   have_last_ = true;
   last_ = std::move(r);
   if (changed) {
@@ -433,6 +445,12 @@ nlohmann::json Probe::status(Clock::time_point now) const {
   j["latency_histogram"] = latency_histogram_.to_json();
   j["scope"] = config_.scope;
   j["running"] = running_;
+  if (verdict_.in_start_period(std::chrono::duration_cast<Duration>(now.time_since_epoch())))
+    j["start_period"] = {
+        {"ignored_failures", verdict_.ignored},
+        {"remaining_s", seconds(verdict_.start_period -
+                                (std::chrono::duration_cast<Duration>(now.time_since_epoch()) -
+                                 verdict_.start_began))}};
   return j;
 }
 

@@ -44,12 +44,19 @@ class Probe {
   bool running() const { return running_; }
   bool process_running() const { return pid_ > 0 || !dying_.empty(); }
 
-  void start();  // first check at once, then every interval
+  // First check at once, then every interval. An active-scope probe starts from a clean
+  // verdict and its start period: the services it checks are just starting.
+  void start();
+  // The services are restarting (an operator's `svc restart` on the active node): failures
+  // do not count until the first pass or the end of the start period.
+  void begin_start_period();
   // Forgets the verdict (recover: the probes are re-run from scratch) and checks now.
   void reset_verdict();
   void stop();   // no more checks; the probe process is killed
   void pause();  // stop, and forget the verdict (an active-scope probe on a node going passive)
-  // Runs a check now (or joins the one under way) and calls done with its result.
+  // Runs a check now (or joins the one under way) and calls done with its result. The result
+  // counts toward the verdict only while the probe runs: an on-demand check of a paused
+  // active-scope probe (a node that does not serve) leaves its verdict alone.
   void check_now(OnResult done);
 
   nlohmann::json status(Clock::time_point now) const;

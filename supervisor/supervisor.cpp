@@ -21,7 +21,9 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
       state_(config_.state_dir),
       control_([this](const nlohmann::json& r, const Caller& c, ControlServer::Reply reply) {
         handle(r, c, std::move(reply));
-      }) {
+      }),
+      pair_(config_, Workload{services_, retiring_, probes_}, *this, notifier_,
+            [this] { return status(); }) {
   child_watcher_.set<Supervisor, &Supervisor::on_child>(this);
   sigterm_.set<Supervisor, &Supervisor::on_signal>(this);
   sigint_.set<Supervisor, &Supervisor::on_signal>(this);
@@ -75,7 +77,7 @@ int Supervisor::run() {
   set_probes(config_.probes);
   notifier_.configure(config_.notify_dir, config_.notify_timeout,
                       {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
-  if (!start_node(err)) {
+  if (!pair_.start(err)) {
     log_error("supervisor", err);
     control_.close_socket();
     return exit_code::config;
@@ -130,8 +132,7 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
     }
     next.push_back(std::make_unique<Probe>(name, config, base_dir_, probes_dir_, *this,
                                            [this](Probe& p) { on_probe_change(p); }));
-    bool serving = core_ && core_->state() == NodeState::active;
-    if (!shutting_down_ && (!next.back()->active_scope() || serving)) next.back()->start();
+    if (!shutting_down_ && (!next.back()->active_scope() || pair_.active())) next.back()->start();
   }
   for (auto& old : probes_) {
     if (!old) continue;
@@ -143,7 +144,9 @@ void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
 }
 
 bool Supervisor::healthy() const {
-  return !shutting_down_ && node_health(probe_health(), false);
+  std::vector<ProbeHealth> probes;
+  for (auto& p : probes_) probes.push_back({p->critical(), p->running(), p->state()});
+  return !shutting_down_ && node_health(probes, false);
 }
 
 void Supervisor::on_probe_change(Probe& p) {
@@ -153,15 +156,11 @@ void Supervisor::on_probe_change(Probe& p) {
     nlohmann::json st = p.status(Clock::now());
     std::string detail = st.contains("detail") && st["detail"].is_string() ? st["detail"] : "";
     if (failing || seen == ProbeState::failing)
-      notifier_.emit({failing ? "probe_failing" : "probe_passing",
-                      core_ ? to_string(core_->state()) : "passive",
-                      core_ ? to_string(core_->state()) : "passive", detail, p.name(), "",
-                      core_ ? core_->epoch() : 0});
+      notifier_.emit({failing ? "probe_failing" : "probe_passing", pair_.state_name(),
+                      pair_.state_name(), detail, p.name(), "", pair_.epoch()});
     seen = p.state();
   }
-  if (p.name() == config_.failover.witness)
-    feed(Event(Event::witness, p.state() == ProbeState::passing));
-  feed(Event(Event::health, health_fed_ = node_healthy()));
+  pair_.on_probe_change(p);
   bool now = healthy();
   if (now == was_healthy_) return;
   was_healthy_ = now;
@@ -240,18 +239,18 @@ void Supervisor::reconcile() {
     // Stops first, dependents before what they depend on.
     for (auto it = services_.rbegin(); it != services_.rend(); ++it) {
       Service& s = **it;
-      bool should_run = s.want_up && services_wanted_ && !shutting_down_;
+      bool should_run = s.want_up && pair_.services_wanted() && !shutting_down_;
       if (!should_run && !s.idle() && !dependents_active(s)) s.stop();
     }
     for (auto& r : retiring_) r->stop();
     for (auto& s : services_) {
-      bool should_run = s->want_up && services_wanted_ && !shutting_down_;
+      bool should_run = s->want_up && pair_.services_wanted() && !shutting_down_;
       if (should_run && s->idle() && dependencies_ready(*s)) s->start();
     }
   } while (reconcile_again_ && ++rounds < 8);
   in_reconcile_ = false;
   if (reconcile_again_) reconcile_idle_.start();  // finish in the next loop iteration
-  after_reconcile();
+  pair_.after_reconcile();
 
   // Retired services go once they are down and their logger has exited.
   for (auto& r : retiring_)
@@ -261,7 +260,7 @@ void Supervisor::reconcile() {
   std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
     bool all_down =
-        retiring_.empty() && retired_probes_.empty() && linkd_pid_ == 0 && notifier_.idle();
+        retiring_.empty() && retired_probes_.empty() && pair_.finished() && notifier_.idle();
     for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;
@@ -280,16 +279,13 @@ void Supervisor::begin_shutdown(const char* why) {
   }
   log_info("supervisor", why, ": stopping all services");
   shutting_down_ = true;
-  notifier_.emit({"shutdown", core_ ? to_string(core_->state()) : "passive",
-                  core_ ? to_string(core_->state()) : "passive", why, "", "",
-                  core_ ? core_->epoch() : 0});
+  notifier_.emit({"shutdown", pair_.state_name(), pair_.state_name(), why, "", "", pair_.epoch()});
   // Hooks get their timeout to tell of the shutdown, never longer.
   notifier_.drain(config_.notify_timeout);
   manager_.stopping();
-  tick_.stop();
-  linkd_restart_.stop();
-  stop_linkd();
   for (auto& p : probes_) p->stop();
+  // An active node hands over; linkd keeps telling the peer until the services are stopped.
+  pair_.begin_shutdown();
   changed();
 }
 

@@ -14,8 +14,19 @@ const char* to_string(ProbeState s) {
   return "unknown";
 }
 
-bool Verdict::record(Status s) {
+void Verdict::begin_start_period(Duration now) {
+  starting = start_period > Duration(0);
+  start_began = now;
+  ignored = 0;
+}
+
+bool Verdict::record(Status s, Duration now) {
   ProbeState before = state;
+  if (starting && s == Status::fail && in_start_period(now)) {
+    ++ignored;  // the services are still coming up: this one does not count
+    return false;
+  }
+  starting = false;  // the first pass, or the period is over: failures count from here
   if (s == Status::fail) {
     ++consecutive_fail;
     consecutive_pass = 0;

@@ -60,3 +60,24 @@ TEST_CASE("kill -9 while writing never leaves a torn record") {
     CHECK((r.state == (r.epoch % 2 ? NodeState::failed : NodeState::maintenance)));
   }
 }
+
+TEST_CASE("an epoch out of range is read as corrupt, never wrapped") {
+  vt::Node d;
+  std::string note, err;
+  REQUIRE(save_node_record(d.dir, {NodeState::passive, 5}, err));
+  REQUIRE(save_node_record(d.dir, {NodeState::passive, 6}, err));
+  d.write("node.json", "{\"state\": \"passive\", \"epoch\": 18446744073709551615}");
+  NodeRecord r = load_node_record(d.dir, note);
+  CHECK(r.state == NodeState::failed);
+  CHECK(r.epoch == 5);
+  CHECK(note.find("epoch 18446744073709551615 is out of range") != std::string::npos);
+}
+
+TEST_CASE("a record that cannot be written says where and why") {
+  vt::Node d;
+  d.write("not-a-dir", "x");
+  std::string err;
+  CHECK_FALSE(save_node_record(d.path("not-a-dir"), {NodeState::failed, 3}, err));
+  CHECK(err.find("cannot write " + d.path("not-a-dir") + "/node.json.tmp") != std::string::npos);
+  CHECK(err.find("Not a directory") != std::string::npos);
+}

@@ -49,3 +49,52 @@ TEST_CASE("node health: critical running probes only; recovering wants them pass
   CHECK_FALSE(node_health({{true, true, S::unknown}}, true));  // recovering: a fresh pass needed
   CHECK(node_health({{true, true, S::passing}, {false, true, S::unknown}}, true));
 }
+
+TEST_CASE("start period: failures in it do not count; the first pass ends it") {
+  using std::chrono::seconds;
+  Verdict v{1, 1, seconds(10)};
+  v.begin_start_period(seconds(100));
+  CHECK(v.in_start_period(seconds(100)));
+  for (int i = 0; i < 5; ++i) CHECK_FALSE(v.record(Status::fail, seconds(101 + i)));
+  CHECK(v.state == ProbeState::unknown);
+  CHECK(v.consecutive_fail == 0);
+  CHECK(v.ignored == 5);
+  CHECK(v.record(Status::ok, seconds(106)));  // the first pass ends the period early
+  CHECK(v.state == ProbeState::passing);
+  CHECK_FALSE(v.in_start_period(seconds(107)));
+  CHECK(v.record(Status::fail, seconds(107)));  // now a failure counts at once (fall 1)
+  CHECK(v.state == ProbeState::failing);
+}
+
+TEST_CASE("start period: once it has passed without a pass, failures count again") {
+  using std::chrono::seconds;
+  Verdict v{2, 1, seconds(10)};
+  v.begin_start_period(seconds(0));
+  CHECK_FALSE(v.record(Status::fail, seconds(9)));
+  CHECK(v.consecutive_fail == 0);
+  CHECK_FALSE(v.record(Status::fail, seconds(10)));  // the period is over: this one counts
+  CHECK(v.consecutive_fail == 1);
+  CHECK(v.record(Status::fail, seconds(11)));
+  CHECK(v.state == ProbeState::failing);
+}
+
+TEST_CASE("start period: a restart of the services keeps a passing verdict through the restart") {
+  using std::chrono::seconds;
+  Verdict v{2, 1, seconds(5)};
+  v.record(Status::ok, seconds(0));
+  REQUIRE(v.state == ProbeState::passing);
+  v.begin_start_period(seconds(50));  // `svc restart` on the active node
+  for (int i = 0; i < 4; ++i) CHECK_FALSE(v.record(Status::fail, seconds(50 + i)));
+  CHECK(v.state == ProbeState::passing);
+  v.record(Status::ok, seconds(54));
+  CHECK_FALSE(v.starting);
+}
+
+TEST_CASE("a zero start period begins nothing: Docker's default behaviour") {
+  using std::chrono::seconds;
+  Verdict v{1, 1};
+  v.begin_start_period(seconds(0));
+  CHECK_FALSE(v.starting);
+  CHECK(v.record(Status::fail, seconds(0)));
+  CHECK(v.state == ProbeState::failing);
+}

@@ -1,0 +1,263 @@
+#include "peer_link.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+#include "common/install_dirs.hpp"
+#include "common/json_util.hpp"
+#include "common/log.hpp"
+#include "linkd.hpp"
+
+namespace vac {
+
+namespace {
+json message_json(const PeerMessage& m) {
+  return {{"kind", to_string(m.kind)},
+          {"state", to_string(m.state)},
+          {"epoch", m.epoch},
+          {"healthy", m.healthy},
+          {"role", to_string(m.role)}};
+}
+
+bool message_from_json(const json& j, PeerMessage& m, std::string& err) {
+  if (!j.is_object()) return err = "not an object", false;
+  Fields f(j, "peer message");
+  std::string kind = f.str("kind", "", true), state = f.str("state", "", true);
+  std::string role = f.str("role");
+  m.epoch = f.uinteger("epoch");
+  m.healthy = f.boolean("healthy");
+  if (!f.ok()) return err = f.error(), false;
+  if (kind == "heartbeat")
+    m.kind = PeerMessage::heartbeat;
+  else if (kind == "takeover")
+    m.kind = PeerMessage::takeover;
+  else if (kind == "quiesce")
+    m.kind = PeerMessage::quiesce;
+  else if (kind == "stopped")
+    m.kind = PeerMessage::stopped;
+  else
+    return err = cat("unknown kind ", quote(kind)), false;
+  if (!parse_node_state(state, m.state)) return err = cat("unknown state ", quote(state)), false;
+  if (!parse_role(role, m.role)) m.role = Role::unknown;  // an older peer does not say
+  return true;
+}
+
+}  // namespace
+
+bool load_peer_key(const std::string& path, Key& key, std::string& err) {
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return err = sys_error(cat("peer.key_file ", path)), false;
+  if (st.st_mode & 077)
+    return err = cat("peer.key_file ", path, " is readable by group or others (chmod 600 ", path,
+                     ")"),
+           false;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!parse_key_hex(ss.str(), key, err))
+    return err = cat("peer.key_file ", path, ": ", err), false;
+  return true;
+}
+
+RestartConfig linkd_restart_policy(Duration dead_after) {
+  RestartConfig r;
+  r.backoff = std::chrono::milliseconds(10);
+  r.backoff_max = std::max<Duration>(dead_after / 4, r.backoff);
+  // A linkd that lived a few dead_afters was not crash-looping: its next death restarts at once.
+  r.stable_after = std::max<Duration>(4 * dead_after, std::chrono::seconds(1));
+  return r;
+}
+
+PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers)
+    : config_(config),
+      key_(key),
+      host_(host),
+      handlers_(std::move(handlers)),
+      restart_(linkd_restart_policy(config.peer ? config.peer->dead_after : Duration(1s))),
+      wanted_(config.peer || !config.endpoint_http.empty() ||
+              !config.endpoint_agent_check.empty()) {
+  io_.set<PeerLink, &PeerLink::on_output>(this);
+  restart_timer_.set<PeerLink, &PeerLink::on_restart>(this);
+}
+
+PeerLink::~PeerLink() {
+  restart_timer_.stop();
+  io_.stop();
+  if (pid_ > 0) kill(pid_, SIGKILL);
+  close_pipes();
+}
+
+void PeerLink::close_pipes() {
+  if (in_ >= 0) close(in_);
+  if (out_ >= 0) close(out_);
+  in_ = out_ = -1;
+}
+
+void PeerLink::start() {
+  if (stopping_ || pid_ > 0 || !wanted_) return;
+  int in[2], out[2];
+  if (pipe2(in, O_CLOEXEC) != 0) return log_error("linkd", sys_error("pipe"));
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    close(in[0]), close(in[1]);
+    return log_error("linkd", sys_error("pipe"));
+  }
+  SpawnSpec s;
+  s.exe = helper_executable("vacataire-linkd");
+  s.env = host_.base_env();
+  s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
+  std::string err;
+  pid_t pid = host_.start_child(
+      s, [this](pid_t p, int status) { on_exit(p, status); }, err);
+  close(in[0]), close(out[1]);
+  if (pid < 0) {
+    close(in[1]), close(out[0]);
+    log_error("linkd", "cannot start: ", err, "; retrying in ",
+              format_duration(restart_.backoff_max));
+    restart_timer_.start(seconds(restart_.backoff_max), 0);
+    return;
+  }
+  pid_ = pid;
+  started_ = Clock::now();
+  host_.record_group(pid, "linkd", "linkd");
+  in_ = in[1], out_ = out[0];
+  fcntl(in_, F_SETFL, fcntl(in_, F_GETFL) | O_NONBLOCK);
+  fcntl(out_, F_SETFL, fcntl(out_, F_GETFL) | O_NONBLOCK);
+  reader_.reset();
+  io_.start(out_, ev::READ);
+  LinkdConfig lc;
+  lc.node = config_.node_name;
+  if (config_.peer) {
+    lc.peer = config_.peer->name;
+    lc.links = config_.peer->links;
+    lc.key = key_;
+    lc.heartbeat = config_.peer->heartbeat;
+    lc.dead_after = config_.peer->dead_after;
+  }
+  lc.user = config_.user;
+  lc.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
+                  config_.endpoint_agent_inactive};
+  write_line({{"config", linkd_config_json(lc)}});
+  if (!last_heartbeat_.is_null()) write_line({{"heartbeat", last_heartbeat_}});
+  if (!last_status_.is_null()) write_line({{"status", last_status_}});
+}
+
+void PeerLink::on_exit(pid_t p, int status) {
+  if (p != pid_) return;
+  pid_ = 0;
+  host_.forget_group(p);
+  io_.stop();
+  close_pipes();
+  if (stopping_) {
+    if (handlers_.exited) handlers_.exited();
+    return;
+  }
+  auto up = std::chrono::duration_cast<Duration>(Clock::now() - started_);
+  Duration d = backoff_.next_delay(restart_, up);
+  log_warn("linkd", "exited (", describe_wait_status(status), "); restarting",
+           d.count() ? cat(" in ", format_duration(d)) : "");
+  ++restarts_;
+  if (d.count() == 0) return start();
+  restart_timer_.start(seconds(d), 0);
+}
+
+void PeerLink::on_restart(ev::timer&, int) {
+  start();
+}
+
+void PeerLink::stop() {
+  stopping_ = true;
+  restart_timer_.stop();
+  if (pid_ <= 0) return;
+  if (in_ >= 0) close(in_);  // linkd ends when its stdin closes
+  in_ = -1;
+  kill(pid_, SIGTERM);
+}
+
+void PeerLink::heartbeat(const PeerMessage& hb) {
+  json j = message_json(hb);
+  j.erase("kind");
+  last_heartbeat_ = j;
+  write_line({{"heartbeat", j}});
+}
+
+void PeerLink::send(const PeerMessage& m) {
+  write_line({{"send", message_json(m)}});
+}
+
+void PeerLink::status(const json& doc) {
+  last_status_ = doc;
+  write_line({{"status", doc}});
+}
+
+void PeerLink::write_line(const json& j) {
+  if (in_ < 0) return;
+  std::string line = dump_json(j) + "\n";
+  // Never block on linkd: a line it cannot take now is dropped and counted. Heartbeats repeat
+  // every tick; a command lost this way is covered by the plain rules' deadlines.
+  ssize_t n = write(in_, line.data(), line.size());
+  if (n == static_cast<ssize_t>(line.size())) return;
+  if (dropped_++ % 100 == 0)
+    log_warn("linkd",
+             n < 0 && errno != EAGAIN ? sys_error("cannot write to linkd")
+                                      : "not reading its input; a line was dropped",
+             " (", dropped_, " so far)");
+  if (n > 0) {  // half a line would garble the next one: start linkd afresh
+    log_warn("linkd", "a line was cut short; restarting linkd");
+    kill(pid_, SIGKILL);
+    close(in_);
+    in_ = -1;
+  }
+}
+
+void PeerLink::on_output(ev::io&, int) {
+  auto r = reader_.read_from(out_, [this](std::string_view line, bool truncated) {
+    if (!truncated) on_line(line);
+  });
+  if (r != LineReader::ReadResult::again) io_.stop();
+}
+
+void PeerLink::on_line(std::string_view line) {
+  std::string err;
+  auto parsed = parse_json(line, err);
+  if (!parsed || !parsed->is_object())
+    return log_warn("linkd", "garbled line from linkd: ", err.empty() ? "not an object" : err);
+  const json& j = *parsed;
+  Fields f(j, "linkd line");
+  if (f.has("ready"))
+    log_info("linkd", "ready on ", Fields(f.sub("ready", "object"), "ready").integer("links"),
+             " links");
+  if (f.has("error")) log_error("linkd", f.str("error", "error"));
+  if (f.has("stats") && j["stats"].is_object()) stats_ = j["stats"];
+  if (!f.ok()) return log_warn("linkd", f.error());
+  if (f.has("lost")) {
+    if (!config_.peer) return;
+    log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
+    if (handlers_.lost) handlers_.lost();
+  }
+  if (f.has("peer") && config_.peer) {
+    PeerMessage m;
+    if (!message_from_json(j["peer"], m, err))
+      return log_warn("linkd", "bad peer message from linkd: ", err);
+    if (handlers_.message) handlers_.message(m);
+  }
+}
+
+void PeerLink::add_status(json& p) const {
+  p["linkd_pid"] = pid_ > 0 ? json(pid_) : json(nullptr);
+  p["linkd_restarts"] = restarts_;
+  if (dropped_) p["linkd_dropped_lines"] = dropped_;
+  if (stats_.is_object()) {
+    auto links = stats_.find("links");
+    auto counters = stats_.find("counters");
+    p["links"] = links != stats_.end() && links->is_array() ? *links : json::array();
+    p["counters"] = counters != stats_.end() && counters->is_object() ? *counters : json::object();
+  }
+}
+
+}  // namespace vac

@@ -1,0 +1,88 @@
+// The peer link as the supervisor sees it (and the load-balancer endpoints, which linkd also
+// serves, with or without a peer): the vacataire-linkd child, the JSON lines it is fed
+// (config, then this node's heartbeat on every tick: the lease that keeps linkd advertising the
+// node), the lines it answers (what the peer says, the peer lost, link statistics), and its
+// restarts. A restart of linkd alone is not the peer's loss: the node core hears nothing of it,
+// and restarts are paced so that a new linkd is heard by the peer within dead_after.
+#pragma once
+
+#include <sys/types.h>
+#include <functional>
+#include <string>
+
+#include <ev++.h>
+#include <nlohmann/json.hpp>
+
+#include "backoff.hpp"
+#include "common/config.hpp"
+#include "common/line_reader.hpp"
+#include "node.hpp"
+#include "service.hpp"
+#include "wire.hpp"
+
+namespace vac {
+
+// Reads the peer key file: at least 32 bytes, readable by its owner alone.
+bool load_peer_key(const std::string& path, Key& key, std::string& err);
+
+// How linkd is restarted, pure: at once after a stable run or a first quick death, then from
+// 10 ms doubling, never more than dead_after / 4, so that even a linkd killed again and again
+// is back (and heard by the peer) well within dead_after.
+RestartConfig linkd_restart_policy(Duration dead_after);
+
+class PeerLink {
+ public:
+  struct Handlers {
+    std::function<void(const PeerMessage&)> message;  // the peer said something
+    std::function<void()> lost;                       // silent on every link for dead_after
+    std::function<void()> exited;                     // linkd is gone (while stopping: for good)
+  };
+
+  PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers);
+  ~PeerLink();
+  PeerLink(const PeerLink&) = delete;
+  PeerLink& operator=(const PeerLink&) = delete;
+
+  void start();
+  // Closes linkd's input (it exits when its stdin ends) and stops restarting it.
+  void stop();
+  bool running() const { return pid_ > 0; }
+
+  // What this node's heartbeats say; sent on every tick, changed or not (the lease).
+  void heartbeat(const PeerMessage& hb);
+  // A command for the peer (takeover, quiesce, stopped); linkd retries it until acknowledged.
+  void send(const PeerMessage& m);
+  // The `status --json` document, for linkd's load-balancer endpoints.
+  void status(const nlohmann::json& doc);
+
+  // linkd_pid, linkd_restarts, links and counters for `status`.
+  void add_status(nlohmann::json& peer) const;
+
+ private:
+  void on_exit(pid_t pid, int status);
+  void on_output(ev::io&, int);
+  void on_line(std::string_view line);
+  void on_restart(ev::timer&, int);
+  void write_line(const nlohmann::json& j);
+  void close_pipes();
+
+  const Config& config_;
+  const Key& key_;
+  ServiceHost& host_;
+  Handlers handlers_;
+  RestartConfig restart_;
+  bool wanted_;  // a peer, or endpoints to serve
+  bool stopping_ = false;
+  pid_t pid_ = 0;
+  int in_ = -1, out_ = -1;
+  ev::io io_;
+  LineReader reader_{65536};
+  ev::timer restart_timer_;
+  Backoff backoff_;
+  Clock::time_point started_{};
+  int restarts_ = 0;
+  long long dropped_ = 0;  // lines linkd was not ready to read
+  nlohmann::json last_heartbeat_, last_status_, stats_;
+};
+
+}  // namespace vac
