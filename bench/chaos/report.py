@@ -59,7 +59,9 @@ def partition_excuse(args, fault, t, dur):
     if args.strict or args.witness != "none" or not fault:
         return False
     p = fault.get("params") or {}
-    if p.get("partition_s", 0) < args.dead_after_s:
+    # The silence runs from the last heartbeat before the cut to the first after it: up to one
+    # heartbeat longer than the cut itself.
+    if p.get("partition_s", 0) + args.heartbeat_s < args.dead_after_s:
         return False
     healed = fault["t0"] + fault["held_ms"] / 1000.0
     return t >= fault["t0"] and t + dur / 1000.0 <= healed + args.resolve_margin_s

@@ -16,6 +16,7 @@ from report import analyse, could_serve, table  # noqa: E402
 
 def fake_run(poll, client=(), samples=(), breaks=(), witness="none", strict=False):
     args = types.SimpleNamespace(overlap_bound_ms=0.0, gap_bound_ms=3000.0, dead_after_s=1.0,
+                                 heartbeat_s=0.2,
                                  resolve_margin_s=2.0, witness=witness, strict=strict,
                                  settle_s=30.0)
     lines = lambda xs: types.SimpleNamespace(lines=list(xs), read=lambda: None)  # noqa: E731
@@ -59,6 +60,9 @@ class Analyse(unittest.TestCase):
         poll = ["10.0 1 0", "11.2 1 1", "11.3 1 0", "20.0 1 0"]
         f = [fault("links-down", 11.0, 500, down_s=0.5, partition_s=0.5)]
         self.assertEqual(len(analyse(fake_run(poll), f, 10.0, 20.0, 1)["breaks"]), 1)
+        # A cut one heartbeat short of dead_after can still silence the link for dead_after.
+        f = [fault("links-down", 11.0, 850, down_s=0.85, partition_s=0.85)]
+        self.assertEqual(analyse(fake_run(poll), f, 10.0, 20.0, 1)["breaks"], [])
 
     def test_a_gap_is_broken_only_past_its_bound_and_while_one_could_serve(self):
         poll = ["10.0 1 0", "11.0 0 0", "12.0 0 1", "13.0 0 0", "17.0 1 0", "20.0 1 0"]
