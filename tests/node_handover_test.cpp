@@ -335,6 +335,22 @@ TEST_CASE("stale and crossed commands") {
   CHECK(s.state() == NodeState::passive);
 }
 
+TEST_CASE("quiesce is answered in every state that does not serve, once stopped") {
+  // A failed node says stopped at once.
+  Node f(policy(true), NodeState::failed, 1, 0s);
+  auto a = f.handle(msg(PeerMessage::quiesce, NodeState::passive, 1), 0s);
+  CHECK(has(a, Action::send, PeerMessage::stopped));
+  // A node stopping for another reason (yielding by rule 5) says it once down.
+  Node y = active_master(3);
+  y.handle(hb(NodeState::active, 5), 1s);
+  REQUIRE(y.state() == NodeState::stopping);
+  REQUIRE(y.wait() == Wait::none);
+  y.handle(msg(PeerMessage::quiesce, NodeState::active, 5), 1s);
+  CHECK(y.wait() == Wait::then_stopped);
+  a = y.handle(ev(Event::services_down), 2s);
+  CHECK(has(a, Action::send, PeerMessage::stopped));
+}
+
 TEST_CASE("every sub-state has a name for status") {
   for (Wait w : {Wait::none, Wait::handed_over, Wait::quiesce_sent, Wait::failback, Wait::shutdown,
                  Wait::persisting, Wait::ready, Wait::then_takeover, Wait::then_stopped,
