@@ -30,7 +30,11 @@ nlohmann::json Supervisor::status() const {
   for (auto& s : services_) services[s->name()] = s->status(now);
   nlohmann::json probes = nlohmann::json::object();
   for (auto& p : probes_) probes[p->name()] = p->status(now);
-  return {{"node", node}, {"peer", peer_status()}, {"services", services}, {"probes", probes}};
+  return {{"node", node},
+          {"peer", peer_status()},
+          {"services", services},
+          {"probes", probes},
+          {"supervisor", supervisor_status()}};
 }
 
 bool Supervisor::authorized(const Caller& caller, std::string& why) const {

@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "node_store.hpp"
@@ -186,26 +187,27 @@ void Supervisor::on_tick(ev::timer&, int) {
   if (core_) feed(Event::tick);
 }
 
+// The linkd child goes through Child (child.hpp) like every other; its pipes are linkd_'s.
 void Supervisor::start_linkd() {
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-    log_error("linkd", sys_error("pipe"));
+  std::string err;
+  int in = linkd_.add_pipe(0, true, err);
+  int out = in < 0 ? -1 : linkd_.add_pipe(1, false, err);
+  if (out < 0) {
+    linkd_.release();
+    log_error("linkd", err);
+    linkd_restart_.start(1, 0);
     return;
   }
   SpawnSpec s;
   s.exe = sibling_executable("vacataire-linkd", "/usr/sbin/vacataire-linkd");
   s.env = base_env();
-  s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
-  std::string err;
-  pid_t pid = start_child(
-      s,
-      [this](pid_t p, int status) {
-        if (p != linkd_pid_) return;
-        linkd_pid_ = 0;
-        forget_group(p);
+  s.fds = {{2, 2}};
+  bool started = linkd_.start(
+      children_, s, ChildLabel{"linkd", "linkd"},
+      [this](int status) {
         linkd_io_.stop();
-        close(linkd_in_), close(linkd_out_);
         linkd_in_ = linkd_out_ = -1;
+        linkd_.release();
         if (shutting_down_) return changed();
         // A restart of linkd alone is not the peer's loss: the core hears nothing of it.
         auto up = std::chrono::duration_cast<Duration>(Clock::now() - linkd_started_);
@@ -216,19 +218,13 @@ void Supervisor::start_linkd() {
         linkd_restart_.start(std::max(seconds(d), 0.001), 0);
       },
       err);
-  close(in[0]), close(out[1]);
-  if (pid < 0) {
-    close(in[1]), close(out[0]);
+  if (!started) {
     log_error("linkd", "cannot start: ", err);
     linkd_restart_.start(1, 0);
     return;
   }
-  linkd_pid_ = pid;
   linkd_started_ = Clock::now();
-  record_group(pid, "linkd", "linkd");
-  linkd_in_ = in[1], linkd_out_ = out[0];
-  fcntl(linkd_in_, F_SETFL, fcntl(linkd_in_, F_GETFL) | O_NONBLOCK);
-  fcntl(linkd_out_, F_SETFL, fcntl(linkd_out_, F_GETFL) | O_NONBLOCK);
+  linkd_in_ = in, linkd_out_ = out;
   linkd_reader_.reset();
   linkd_io_.start(linkd_out_, ev::READ);
   LinkdConfig lc;
@@ -246,19 +242,19 @@ void Supervisor::start_linkd() {
 }
 
 void Supervisor::on_linkd_restart(ev::timer&, int) {
-  if (!shutting_down_ && linkd_pid_ == 0) start_linkd();
+  if (!shutting_down_ && !linkd_.running()) start_linkd();
 }
 
 void Supervisor::stop_linkd() {
-  if (linkd_pid_ <= 0) return;
-  close(linkd_in_);  // linkd ends when its stdin closes
+  if (!linkd_.running()) return;
+  linkd_.close_fd(linkd_in_);  // linkd ends when its stdin closes
   linkd_in_ = -1;
-  kill(linkd_pid_, SIGTERM);
+  kill(linkd_.pid(), SIGTERM);
 }
 
 void Supervisor::to_linkd(const json& j) {
   if (linkd_in_ < 0) return;
-  std::string line = j.dump() + "\n";
+  std::string line = dump_json(j) + "\n";
   // Never block on linkd: a line it cannot take now is dropped; heartbeats repeat anyway.
   if (write(linkd_in_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     log_warn("linkd", "not reading its input; a line was dropped");
@@ -317,7 +313,7 @@ json Supervisor::peer_status() const {
     p["epoch"] = core_->peer()->epoch;
     p["healthy"] = core_->peer()->healthy;
   }
-  p["linkd_pid"] = linkd_pid_ > 0 ? json(linkd_pid_) : json(nullptr);
+  p["linkd_pid"] = linkd_.running() ? json(linkd_.pid()) : json(nullptr);
   p["linkd_restarts"] = linkd_restarts_;
   if (link_stats_.is_object()) {
     p["links"] = link_stats_.value("links", json::array());

@@ -54,6 +54,13 @@ std::string render_status(const json& st) {
              field(node, "state"), "  healthy ", field(node, "healthy"), "  epoch ",
              field(node, "epoch"), "\n");
   if (node.contains("reason")) out += cat("  ", field(node, "reason"), "\n");
+  // The supervisor's stderr not read fast enough: say so where an operator looks.
+  if (auto sup = st.find("supervisor"); sup != st.end() && sup->is_object()) {
+    auto dropped = sup->find("log_dropped_lines");
+    if (dropped != sup->end() && dropped->is_number_unsigned() && dropped->get<uint64_t>() > 0)
+      out += cat("  ", dropped->get<uint64_t>(),
+                 " log lines dropped: the supervisor's stderr is not read fast enough\n");
+  }
   const json& peer = st.value("peer", json::object());
   if (field(peer, "state") == "none")
     out += "peer none configured\n";

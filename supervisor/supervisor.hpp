@@ -10,13 +10,16 @@
 
 #include <ev++.h>
 
+#include "child.hpp"
 #include "common/config.hpp"
 #include "control.hpp"
+#include "guard.hpp"
 #include "node.hpp"
 #include "probe.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 #include "wire.hpp"
+#include "writer.hpp"
 
 namespace vac {
 
@@ -30,10 +33,7 @@ class Supervisor : public ServiceHost {
   int run();  // returns the process exit code
 
   // ServiceHost
-  pid_t start_child(const SpawnSpec& spec, std::function<void(pid_t, int)> on_exit,
-                    std::string& err) override;
-  void record_group(pid_t pgid, const std::string& service, const char* role) override;
-  void forget_group(pid_t pgid) override;
+  ChildTable& children() override { return children_; }
   void changed() override;
   const RestartConfig& restart_policy() const override { return config_.restart; }
   std::vector<std::string> base_env() const override { return env_; }
@@ -55,6 +55,8 @@ class Supervisor : public ServiceHost {
   bool healthy() const;
   void on_probe_change(Probe& p);
   bool authorized(const Caller& caller, std::string& why) const;
+  nlohmann::json supervisor_status() const;
+  void start_log_writer();
 
   // The node's role in the pair (node_shell.cpp): the pure NodeCore fed by probes, linkd,
   // operators and the services' progress; its actions carried out here.
@@ -79,22 +81,27 @@ class Supervisor : public ServiceHost {
   void on_child(ev::child&, int);
   void on_signal(ev::sig&, int);
   void on_reconcile(ev::idle&, int);
+  void on_drain_poll(ev::timer&, int);
 
   Config config_;
   std::vector<ServiceSpec> initial_specs_;
   StateDir state_;
+  // Before everything that owns a Child: the table outlives them all.
+  ChildTable children_{&state_};
+  GuardLink guard_{children_};
+  BoundedWriter log_writer_{256 * 1024};  // the supervisor's stderr, never blocking the loop
   std::vector<std::unique_ptr<Service>> services_;  // in start order
   std::vector<std::unique_ptr<Service>> retiring_;  // removed by a reload, stopping
   std::vector<std::unique_ptr<Probe>> probes_;
   std::vector<std::unique_ptr<Probe>> retired_probes_;  // until their process is reaped
   std::string base_dir_;                                // the config file's directory
   std::string probes_dir_;                              // the built-in probes
-  std::unordered_map<pid_t, std::function<void(pid_t, int)>> children_;
   std::vector<std::string> env_;
   ControlServer control_;
   ev::child child_watcher_;
   ev::sig sigterm_, sigint_, sighup_;
   ev::idle reconcile_idle_;
+  ev::timer drain_poll_;
   int null_fd_ = -1;
   std::unique_ptr<NodeCore> core_;
   bool services_wanted_ = false;
@@ -103,8 +110,8 @@ class Supervisor : public ServiceHost {
   std::string budget_logged_;  // the service last reported over its restart budget
   nlohmann::json last_heartbeat_;
   Key key_;
-  pid_t linkd_pid_ = 0;
-  int linkd_in_ = -1, linkd_out_ = -1;
+  Child linkd_;
+  int linkd_in_ = -1, linkd_out_ = -1;  // owned by linkd_
   ev::io linkd_io_;
   LineReader linkd_reader_{65536};
   ev::timer linkd_restart_, tick_;
