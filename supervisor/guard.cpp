@@ -7,7 +7,7 @@
 #include <cstring>
 #include <exception>
 
-#include "common/config.hpp"
+#include "common/install_dirs.hpp"
 #include "common/log.hpp"
 
 namespace vac {
@@ -15,10 +15,6 @@ namespace vac {
 namespace {
 constexpr auto kGuardRestart = 0.05;  // seconds: the guard is tiny; restart it almost at once
 
-std::string guard_executable() {
-  std::string path = executable_dir() + "/vacataire-guard";
-  return access(path.c_str(), X_OK) == 0 ? path : "/usr/sbin/vacataire-guard";
-}
 }  // namespace
 
 GuardLink::GuardLink(ChildTable& table) : table_(table) {
@@ -44,7 +40,7 @@ bool GuardLink::spawn_guard(std::string& err) {
   int in = child_.add_pipe(0, true, err);
   if (in < 0) return false;
   SpawnSpec s;
-  s.exe = guard_executable();
+  s.exe = helper_executable("vacataire-guard");
   s.args = {std::to_string(getpid())};
   s.fds = {{1, 2}, {2, 2}};
   s.die_with_parent = false;  // it must outlive us: that is its whole job
