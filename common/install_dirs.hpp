@@ -16,7 +16,7 @@ std::string executable_dir();
 // The directory the helpers are found in, by the rule above.
 std::string helpers_dir();
 
-// helpers_dir()/name: where vacataire-linkd is.
+// helpers_dir()/name: where vacataire-linkd and vacataire-guard are.
 std::string helper_executable(const std::string& name);
 
 // helpers_dir()/probes: where the built-in probes are (the config's probes_dir overrides it).

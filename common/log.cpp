@@ -4,7 +4,7 @@
 #include <unistd.h>
 #include <ctime>
 
-#include <nlohmann/json.hpp>
+#include "json_util.hpp"
 
 namespace vac {
 
@@ -12,6 +12,7 @@ namespace {
 bool g_json = false;
 Level g_level = Level::info;
 int g_fd = 2;
+std::function<void(std::string_view)> g_sink;
 const char* const kNames[] = {"debug", "info", "warn", "error"};
 
 std::string timestamp() {
@@ -41,6 +42,9 @@ void log_set_level(Level level) {
 void log_set_fd(int fd) {
   g_fd = fd;
 }
+void log_set_sink(std::function<void(std::string_view line)> sink) {
+  g_sink = std::move(sink);
+}
 
 void log_line(Level level, std::string_view component, std::string_view message) {
   if (level < g_level) return;
@@ -51,11 +55,12 @@ void log_line(Level level, std::string_view component, std::string_view message)
                         {"level", name},
                         {"component", std::string(component)},
                         {"msg", std::string(message)}};
-    line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    line = dump_json(j);
   } else {
     line = cat(timestamp(), ' ', name, ' ', component, ": ", message);
   }
   line += '\n';
+  if (g_sink) return g_sink(line);
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {

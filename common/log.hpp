@@ -3,6 +3,7 @@
 // sharing stderr never interleave.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -16,6 +17,9 @@ bool parse_level(std::string_view s, Level& out);
 void log_set_json(bool json);
 void log_set_level(Level level);
 void log_set_fd(int fd);
+// Where finished lines go instead of a plain write(2) to the fd: the supervisor's loop sets a
+// non-blocking, bounded writer here. nullptr restores the plain write.
+void log_set_sink(std::function<void(std::string_view line)> sink);
 void log_line(Level level, std::string_view component, std::string_view message);
 
 template <typename... Args>

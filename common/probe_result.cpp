@@ -41,6 +41,9 @@ bool decode_request(std::string_view line, long long& check, std::string& err) {
   return true;
 }
 
+static bool decode_result_fields(std::string_view line, long long& check, ProbeResult& out,
+                                 std::string& err);
+
 std::string encode_result(long long check, const ProbeResult& r) {
   json j = {{"check", check}, {"status", to_string(r.status)}, {"detail", r.detail}};
   if (!r.metrics.empty()) j["metrics"] = r.metrics;
@@ -48,6 +51,16 @@ std::string encode_result(long long check, const ProbeResult& r) {
 }
 
 bool decode_result(std::string_view line, long long& check, ProbeResult& out, std::string& err) {
+  // Total: a line from a probe is any bytes; nothing here may throw into the loop.
+  try {
+    return decode_result_fields(line, check, out, err);
+  } catch (const std::exception& e) {
+    return err = cat("cannot decode: ", e.what()), false;
+  }
+}
+
+static bool decode_result_fields(std::string_view line, long long& check, ProbeResult& out,
+                                 std::string& err) {
   json j = json::parse(line, nullptr, false);
   if (j.is_discarded()) return err = "not valid JSON", false;
   if (!j.is_object()) return err = "not a JSON object", false;
@@ -94,7 +107,8 @@ bool parse_number(std::string_view s, double& out) {
 void parse_item(std::string_view item, json& metrics) {
   auto eq = item.rfind('=');
   if (eq == std::string_view::npos || eq == 0) return;
-  std::string label(item.substr(0, eq));
+  // Plugins print whatever bytes they like: every string kept is made valid UTF-8.
+  std::string label = utf8_clean(item.substr(0, eq));
   if (label.size() >= 2 && label.front() == '\'' && label.back() == '\'')
     label = label.substr(1, label.size() - 2);
   std::string_view rest = item.substr(eq + 1);
@@ -114,14 +128,14 @@ void parse_item(std::string_view item, json& metrics) {
   double value = 0;
   if (!parse_number(std::string_view(v).substr(0, num_end), value)) return;
   json m = {{"value", value}};
-  if (num_end < v.size()) m["uom"] = v.substr(num_end);
+  if (num_end < v.size()) m["uom"] = utf8_clean(v.substr(num_end));
   const char* names[] = {"warn", "crit", "min", "max"};
   for (size_t i = 1; i < fields.size() && i <= 4; ++i) {
     double x = 0;
     if (parse_number(fields[i], x))
       m[names[i - 1]] = x;
     else if (!fields[i].empty())
-      m[names[i - 1]] = fields[i];  // a range such as "10:20"
+      m[names[i - 1]] = utf8_clean(fields[i]);  // a range such as "10:20"
   }
   metrics[label] = m;
 }
@@ -147,7 +161,7 @@ void parse_plugin_output(std::string_view output, std::string& detail, json& met
   for (size_t n = 0; n < lines.size(); ++n) {
     std::string_view line = lines[n];
     auto bar = line.find('|');
-    if (n == 0) detail = std::string(trim(line.substr(0, bar)));
+    if (n == 0) detail = utf8_clean(trim(line.substr(0, bar)));
     if (bar != std::string_view::npos) parse_perfdata(trim(line.substr(bar + 1)), metrics);
   }
 }

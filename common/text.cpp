@@ -1,5 +1,7 @@
 #include "text.hpp"
 
+#include <cstdint>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -29,8 +31,8 @@ std::vector<std::string> split_lines(std::string_view s) {
 
 std::string quote(std::string_view s) {
   // Untrusted bytes: invalid UTF-8 is replaced, never thrown on.
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::replace);
+  return nlohmann::json(std::string(s))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 static size_t edit_distance(std::string_view a, std::string_view b) {
@@ -61,6 +63,43 @@ std::string closest_match(std::string_view word, const std::vector<std::string>&
 
 std::string sys_error(std::string_view what) {
   return cat(what, ": ", std::strerror(errno));
+}
+
+}  // namespace vac
+
+namespace vac {
+
+std::string utf8_clean(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
+    bool ok = len > 0 && i + len <= s.size();
+    for (size_t k = 1; ok && k < len; ++k)
+      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
+    if (ok && len > 1) {
+      // Overlong forms, surrogates and code points above U+10FFFF are not UTF-8 either.
+      uint32_t cp = c & (0xFF >> (len + 1));
+      for (size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+      static const uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= min_for_len[len] && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
 }
 
 }  // namespace vac

@@ -2,7 +2,18 @@
 
 namespace vac {
 
+namespace {
+Duration paced(Duration d, Duration uptime) {
+  if (uptime < Duration(0)) uptime = Duration(0);
+  return uptime + d < kMinStartInterval ? kMinStartInterval - uptime : d;
+}
+}  // namespace
+
 Duration Backoff::next_delay(const RestartConfig& policy, Duration uptime) {
+  return paced(policy_delay(policy, uptime), uptime);
+}
+
+Duration Backoff::policy_delay(const RestartConfig& policy, Duration uptime) {
   if (uptime >= policy.stable_after) {
     young_deaths = 0;
     return Duration(0);
@@ -11,7 +22,7 @@ Duration Backoff::next_delay(const RestartConfig& policy, Duration uptime) {
   // The first young death may be bad luck (a port still in TIME_WAIT, a dependency restarting):
   // retry at once, then double from `backoff`.
   if (young_deaths == 1) return Duration(0);
-  Duration d = policy.backoff;
+  Duration d = policy.backoff > Duration(0) ? policy.backoff : kMinStartInterval;
   for (int i = 2; i < young_deaths && d < policy.backoff_max; ++i) d *= 2;
   return d < policy.backoff_max ? d : policy.backoff_max;
 }

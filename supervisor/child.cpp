@@ -73,11 +73,11 @@ Cgroup::Cgroup(ChildTable& table, std::string path, int procs_fd, int kill_fd)
 
 Cgroup::~Cgroup() {
   if (populated()) kill();
-  table_.cgroup_gone(this);
+  // Fails while killed members are still exiting: the guard then removes it when it exits.
+  bool removed = rmdir(path_.c_str()) == 0;
+  table_.cgroup_gone(this, removed);
   if (procs_fd_ >= 0) close(procs_fd_);
   if (kill_fd_ >= 0) close(kill_fd_);
-  // Fails while the killed members are still exiting; the guard removes it at exit then.
-  rmdir(path_.c_str());
 }
 
 bool Cgroup::populated() const {
@@ -86,50 +86,53 @@ bool Cgroup::populated() const {
 }
 
 void Cgroup::kill() {
-  if (!write_str(kill_fd_, "1")) log_warn("cgroup", sys_error(cat("write ", path_, "/cgroup.kill")));
+  if (!write_str(kill_fd_, "1"))
+    log_warn("cgroup", sys_error(cat("write ", path_, "/cgroup.kill")));
 }
 
 // ---- Child ----
 
-int Child::add_pipe(int child_fd, bool to_child, std::string& err) {
+int Child::add_pipe(int child_fd, bool to_child, std::string& err, int also_child_fd) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return err = sys_error("pipe"), -1;
   int mine = to_child ? p[1] : p[0], theirs = to_child ? p[0] : p[1];
   fcntl(mine, F_SETFL, fcntl(mine, F_GETFL) | O_NONBLOCK);  // only our end: the child's blocks
   pending_pipes_.push_back({child_fd, theirs});
+  if (also_child_fd >= 0) pending_pipes_.push_back({also_child_fd, theirs});
   fds_.push_back(mine);
   return mine;
+}
+
+void Child::close_pending() {
+  std::vector<int> ends;
+  for (auto& p : pending_pipes_)
+    if (std::find(ends.begin(), ends.end(), p.second) == ends.end()) ends.push_back(p.second);
+  for (int fd : ends) close(fd);
+  pending_pipes_.clear();
 }
 
 bool Child::start(ChildTable& table, SpawnSpec spec, ChildLabel label, OnExit on_exit,
                   std::string& err) {
   if (pid_ > 0 || pgid_ > 0) {
-    // Keep the pipes added for this start: release() would close them.
-    auto pipes = std::move(pending_pipes_);
-    std::vector<int> mine;
-    for (size_t i = fds_.size() - pipes.size(); i < fds_.size(); ++i) mine.push_back(fds_[i]);
-    fds_.resize(fds_.size() - pipes.size());
-    release();
-    pending_pipes_ = std::move(pipes);
-    fds_ = std::move(mine);
+    log_warn(label.owner, "bug: ", label.role, " started while the previous one still runs");
+    return err = "a previous process is still running", false;
   }
   for (auto& p : pending_pipes_) spec.fds.push_back(p);
   if (label.cgroup) spec.cgroup_procs_fd = label.cgroup->procs_fd();
   pid_t pid = spawn(spec, err);
-  for (auto& p : pending_pipes_) close(p.second);
-  pending_pipes_.clear();
+  close_pending();
   if (pid <= 0) {
     for (int fd : fds_) close(fd);
     fds_.clear();
     return false;
   }
   table_ = &table;
-  pid_ = pgid_ = spec.new_session ? pid : 0;
   pid_ = pid;
+  pgid_ = spec.new_session ? pid : 0;
   label_ = std::move(label);
   on_exit_ = std::move(on_exit);
   table.add(this);
-  if (pgid_ > 0) table.group_started(pgid_, label_);
+  if (pgid_ > 0 && label_.contain) table.group_started(pgid_, label_);
   return true;
 }
 
@@ -151,7 +154,9 @@ void Child::signal(int sig) const {
       char* end = nullptr;
       long member = std::strtol(p, &end, 10);
       if (end == p) break;
-      if (member > 0) ::kill(static_cast<pid_t>(member), sig);
+      // Members still in the group had it already: a second SIGTERM means "now" to some.
+      pid_t m = static_cast<pid_t>(member);
+      if (m > 0 && (pgid_ <= 0 || getpgid(m) != pgid_)) ::kill(m, sig);
       p = end;
       while (*p == '\n') ++p;
     }
@@ -171,8 +176,7 @@ void Child::close_fd(int fd) {
 }
 
 void Child::release() {
-  for (auto& p : pending_pipes_) close(p.second);
-  pending_pipes_.clear();
+  close_pending();
   for (int fd : fds_) close(fd);
   fds_.clear();
   on_exit_ = nullptr;
@@ -180,6 +184,17 @@ void Child::release() {
     kill();
     table_->remove(this, true);
   }
+  table_ = nullptr;
+  pid_ = pgid_ = 0;
+  label_ = ChildLabel{};
+}
+
+void Child::abandon() {
+  close_pending();
+  for (int fd : fds_) close(fd);
+  fds_.clear();
+  on_exit_ = nullptr;
+  if (table_ && pid_ > 0) table_->by_pid_.erase(pid_);
   table_ = nullptr;
   pid_ = pgid_ = 0;
   label_ = ChildLabel{};
@@ -199,6 +214,7 @@ ChildTable::ChildTable(StateDir* state) : state_(state) {}
 
 ChildTable::~ChildTable() {
   for (auto& [pid, c] : by_pid_) c->table_ = nullptr, c->pid_ = c->pgid_ = 0;
+  if (!cgroup_base_.empty()) rmdir(cgroup_base_.c_str());
 }
 
 void ChildTable::add(Child* c) {
@@ -239,6 +255,11 @@ void ChildTable::group_gone(pid_t pgid) {
   fatal_guard_remove(pgid);
   if (guard_) guard_->remove_group(pgid);
   if (state_) state_->forget_group(pgid);
+}
+
+size_t ChildTable::draining() {
+  check_draining();
+  return draining_.size();
 }
 
 void ChildTable::check_draining() {
@@ -321,11 +342,10 @@ std::shared_ptr<Cgroup> ChildTable::cgroup(const std::string& name) {
   return cg;
 }
 
-void ChildTable::cgroup_gone(Cgroup* cg) {
+void ChildTable::cgroup_gone(Cgroup* cg, bool removed) {
   fatal_guard_remove_cgroup(cg->kill_fd_);
   cgroups_.erase(cg->path_);
-  // The guard keeps the path: removing it there would race with the members still exiting;
-  // it only writes cgroup.kill, harmless on an empty or missing cgroup.
+  if (removed && guard_) guard_->remove_cgroup(cg->path_);
 }
 
 }  // namespace vac

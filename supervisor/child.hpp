@@ -52,9 +52,14 @@ class Cgroup {
 
 // Who a child is, for logs, the state directory's records and the successor's clean-up.
 struct ChildLabel {
-  std::string owner;          // the service or probe name, "linkd", "notify"
-  std::string role = "run";   // run, finish, ready, log, probe, linkd, hook
-  bool record = true;         // write state/groups/PGID, so a successor stops it after a crash
+  ChildLabel() = default;
+  ChildLabel(std::string owner_, std::string role_, bool record_ = true)
+      : owner(std::move(owner_)), role(std::move(role_)), record(record_) {}
+
+  std::string owner;               // the service or probe name, "linkd", "notify"
+  std::string role = "run";        // run, finish, ready, log, probe, linkd, hook
+  bool record = true;              // write state/groups/PGID, so a successor stops it after a crash
+  bool contain = true;             // killed by the guards if the supervisor dies (not the guard)
   std::shared_ptr<Cgroup> cgroup;  // the service's cgroup, or none: process group only
 };
 
@@ -70,24 +75,25 @@ class Child {
   // A pipe to be given to the next start(): its child end becomes child_fd in the child, its
   // parent end is returned (close-on-exec, non-blocking) and owned by this Child until the next
   // release(). to_child: the parent writes (the child's stdin); otherwise the parent reads.
-  // Returns -1 (err set) when no pipe could be made.
-  int add_pipe(int child_fd, bool to_child, std::string& err);
+  // also_child_fd, when set, is a second fd in the child for the same end (stderr joining
+  // stdout). Returns -1 (err set) when no pipe could be made.
+  int add_pipe(int child_fd, bool to_child, std::string& err, int also_child_fd = -1);
 
   // Starts the process: spec.fds plus the pipes added above. Every failure of setting the child
   // up is reported here, before anything of the program runs; then false, err set, nothing
   // running, and the pipes closed. on_exit(status) is called once when the leader is reaped,
-  // unless the Child was released or destroyed first. A running Child is released first.
-  bool start(ChildTable& table, SpawnSpec spec, ChildLabel label, OnExit on_exit,
-             std::string& err);
+  // unless the Child was released or destroyed first. A Child whose previous process was not
+  // released yet refuses (an owner's bug, logged): one Child, one process at a time.
+  bool start(ChildTable& table, SpawnSpec spec, ChildLabel label, OnExit on_exit, std::string& err);
 
   bool running() const { return pid_ > 0; }  // the leader has not been reaped
   pid_t pid() const { return pid_; }         // 0 when not running
   // The process group: kept after the leader is reaped, until release(), so what the leader
   // left behind can still be signalled and waited for.
   pid_t pgid() const { return pgid_; }
-  bool group_alive() const;     // any member of the group (or of the cgroup, for run) left
-  void signal(int sig) const;   // the whole group
-  void kill() const;            // SIGKILL the group, and the cgroup for a service's run
+  bool group_alive() const;    // any member of the group (or of the cgroup, for run) left
+  void signal(int sig) const;  // the whole group
+  void kill() const;           // SIGKILL the group, and the cgroup for a service's run
 
   // Closes one of the pipes' parent ends now (e.g. a child's stdin, to say "end").
   void close_fd(int fd);
@@ -95,6 +101,9 @@ class Child {
   // Kills what is left of the group, cancels the exit callback and closes the pipes. The
   // table still reaps the leader and forgets the group's record once it is empty.
   void release();
+  // Lets go without killing: the process keeps running, unwatched (the guard at a clean exit,
+  // which ends by itself when its pipe closes).
+  void abandon();
 
  private:
   friend class ChildTable;
@@ -104,6 +113,7 @@ class Child {
   pid_t pid_ = 0, pgid_ = 0;
   ChildLabel label_;
   OnExit on_exit_;
+  void close_pending();
   std::vector<std::pair<int, int>> pending_pipes_;  // (child fd, child end) until start()
   std::vector<int> fds_;                            // the parent's ends
 };
@@ -121,7 +131,7 @@ class ChildTable {
 
   // Children whose leader has not been reaped, and released groups not yet empty.
   size_t live() const { return by_pid_.size(); }
-  size_t draining() const { return draining_.size(); }
+  size_t draining();  // (checks them first: a member may have been reaped by someone else)
 
   // cgroup v2: finds the mount and a base directory the supervisor may create cgroups in (its
   // own cgroup, else that cgroup's parent; $VACATAIRE_CGROUP overrides, "none" disables).
@@ -145,7 +155,7 @@ class ChildTable {
   void group_started(pid_t pgid, const ChildLabel& label);
   void group_gone(pid_t pgid);
   void check_draining();
-  void cgroup_gone(Cgroup* cg);
+  void cgroup_gone(Cgroup* cg, bool removed);
 
   StateDir* state_;
   GuardLink* guard_ = nullptr;

@@ -74,8 +74,7 @@ Notifier::~Notifier() {
   drain_timer_.stop();
   for (auto& [name, h] : hooks_) {
     h->timeout.stop();
-    if (h->pid > 0) kill(-h->pid, SIGKILL);
-    close_output(*h);
+    close_output(*h);  // the Child then kills what runs and cancels its callback
   }
 }
 
@@ -111,54 +110,45 @@ void Notifier::emit(const NotifyEvent& e) {
         log_warn("notify", name, ": ", kQueueMax, " events waiting; dropping the oldest");
     }
     h.queue.emplace_back(event, env);
-    if (h.pid == 0) run_next(h);
+    if (!h.child.running()) run_next(h);
   }
 }
 
 void Notifier::run_next(Hook& h) {
-  while (h.pid == 0 && !h.queue.empty()) {
+  while (!h.child.running() && !h.queue.empty()) {
     auto [event, vars] = std::move(h.queue.front());
     h.queue.pop_front();
-    int in[2], out[2];
-    if (pipe2(in, O_CLOEXEC) != 0) {
-      log_error("notify", h.name, ": ", sys_error("pipe"));
-      return;
-    }
-    if (pipe2(out, O_CLOEXEC) != 0) {
-      log_error("notify", h.name, ": ", sys_error("pipe"));
-      close(in[0]), close(in[1]);
+    std::string err;
+    int in = h.child.add_pipe(0, true, err);
+    int out = in < 0 ? -1 : h.child.add_pipe(1, false, err, 2);
+    if (out < 0) {
+      h.child.release();
+      log_error("notify", h.name, ": ", err);
       return;
     }
     // The event is small and the pipe empty: it fits whole before the hook even runs, so the
     // hook reads it at its own pace and the loop never waits on it.
     std::string line = dump_json(event) + "\n";
-    fcntl(in[1], F_SETFL, O_NONBLOCK);
-    bool whole = write(in[1], line.data(), line.size()) == static_cast<ssize_t>(line.size());
-    close(in[1]);
+    bool whole = write(in, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+    h.child.close_fd(in);
     SpawnSpec s;
     s.exe = dir_ + "/" + h.name;
     s.cwd = dir_;
     s.env = host_.base_env();
     s.env.insert(s.env.end(), vars.begin(), vars.end());
-    s.fds = {{0, in[0]}, {1, out[1]}, {2, out[1]}};
-    std::string err;
     Hook* hp = &h;
-    pid_t pid = host_.start_child(
-        s, [this, hp](pid_t, int status) { on_exit(*hp, status); }, err);
-    close(in[0]), close(out[1]);
-    if (pid < 0) {
-      close(out[0]);
+    if (!h.child.start(
+            host_.children(), s, ChildLabel{cat("notify/", h.name), "hook"},
+            [this, hp](int status) { on_exit(*hp, status); }, err)) {
       ++h.failures;
       h.last = cat("not started: ", err);
       log_error("notify", h.name, ": cannot run: ", err);
       continue;
     }
     if (!whole) log_warn("notify", h.name, ": the event did not fit its stdin whole");
-    h.pid = pid;
-    h.running_event = event.value("event", "");
-    host_.record_group(pid, cat("notify/", h.name), "notify");
-    h.out_r = out[0];
-    fcntl(h.out_r, F_SETFL, fcntl(h.out_r, F_GETFL) | O_NONBLOCK);
+    auto ev = event.find("event");
+    h.running_event = ev != event.end() && ev->is_string() ? ev->get<std::string>() : "";
+    h.out_r = out;
     h.reader.reset();
     h.lines = 0;
     h.out_io.start(h.out_r, ev::READ);
@@ -182,16 +172,16 @@ void Notifier::Hook::on_output(ev::io&, int) {
 }
 
 void Notifier::Hook::on_timeout(ev::timer&, int) {
-  if (pid <= 0) return;
+  if (!child.running()) return;
   ++timeouts;
   log_warn("notify", name, ": still running after ", format_duration(owner->timeout_), " (event ",
            running_event, "); killing it");
-  kill(-pid, SIGKILL);
+  child.kill();
 }
 
 void Notifier::close_output(Hook& h) {
   h.out_io.stop();
-  if (h.out_r >= 0) close(h.out_r);
+  if (h.out_r >= 0) h.child.close_fd(h.out_r);
   h.out_r = -1;
 }
 
@@ -203,10 +193,8 @@ void Notifier::on_exit(Hook& h, int status) {
         h.out_r, [&h](std::string_view line, bool truncated) { h.log_output(line, truncated); });
     close_output(h);
   }
-  host_.forget_group(h.pid);
-  kill(-h.pid, SIGKILL);  // whatever it left behind in its group
+  h.child.release();  // with whatever it left behind in its group
   h.timeout.stop();
-  h.pid = 0;
   h.last = describe_wait_status(status);
   if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
     ++h.failures;
@@ -235,21 +223,25 @@ void Notifier::on_drain_deadline(ev::timer&, int) {
       log_warn("notify", name, ": shutting down; ", h->queue.size(), " events not delivered");
     h->dropped += h->queue.size();
     h->queue.clear();
-    if (h->pid > 0) kill(-h->pid, SIGKILL);
+    if (h->child.running()) h->child.kill();
   }
 }
 
 bool Notifier::idle() const {
   for (auto& [name, h] : hooks_)
-    if (h->pid > 0 || !h->queue.empty()) return false;
+    if (h->child.running() || !h->queue.empty()) return false;
   return true;
 }
 
 json Notifier::status() const {
   json hooks = json::object();
   for (auto& [name, h] : hooks_)
-    hooks[name] = {{"running", h->pid > 0},   {"queued", h->queue.size()}, {"runs", h->runs},
-                   {"failures", h->failures}, {"timeouts", h->timeouts},   {"dropped", h->dropped},
+    hooks[name] = {{"running", h->child.running()},
+                   {"queued", h->queue.size()},
+                   {"runs", h->runs},
+                   {"failures", h->failures},
+                   {"timeouts", h->timeouts},
+                   {"dropped", h->dropped},
                    {"last", h->last}};
   return {{"dir", dir_}, {"events", seq_}, {"hooks", hooks}};
 }

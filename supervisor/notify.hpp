@@ -19,6 +19,7 @@
 #include <ev++.h>
 #include <nlohmann/json.hpp>
 
+#include "child.hpp"
 #include "common/duration.hpp"
 #include "common/line_reader.hpp"
 #include "service.hpp"
@@ -72,9 +73,9 @@ class Notifier {
   struct Hook {
     std::string name;
     std::deque<std::pair<nlohmann::json, std::vector<std::string>>> queue;  // event, env
-    pid_t pid = 0;
+    Child child;  // the run under way; its callback goes with the Hook
     std::string running_event;
-    int out_r = -1;
+    int out_r = -1;  // owned by child
     ev::io out_io;
     ev::timer timeout;
     LineReader reader{2048};

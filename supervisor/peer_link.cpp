@@ -89,45 +89,37 @@ PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Hand
 PeerLink::~PeerLink() {
   restart_timer_.stop();
   io_.stop();
-  if (pid_ > 0) kill(pid_, SIGKILL);
-  close_pipes();
+  // linkd_'s destructor kills its group and closes the pipes.
 }
 
 void PeerLink::close_pipes() {
-  if (in_ >= 0) close(in_);
-  if (out_ >= 0) close(out_);
+  io_.stop();
   in_ = out_ = -1;
+  child_.release();
 }
 
+// The linkd child goes through Child (child.hpp) like every other; its pipes are child_'s.
 void PeerLink::start() {
-  if (stopping_ || pid_ > 0 || !wanted_) return;
-  int in[2], out[2];
-  if (pipe2(in, O_CLOEXEC) != 0) return log_error("linkd", sys_error("pipe"));
-  if (pipe2(out, O_CLOEXEC) != 0) {
-    close(in[0]), close(in[1]);
-    return log_error("linkd", sys_error("pipe"));
-  }
+  if (stopping_ || child_.running() || !wanted_) return;
+  std::string err;
+  int in = child_.add_pipe(0, true, err);
+  int out = in < 0 ? -1 : child_.add_pipe(1, false, err);
   SpawnSpec s;
   s.exe = helper_executable("vacataire-linkd");
   s.env = host_.base_env();
-  s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
-  std::string err;
-  pid_t pid = host_.start_child(
-      s, [this](pid_t p, int status) { on_exit(p, status); }, err);
-  close(in[0]), close(out[1]);
-  if (pid < 0) {
-    close(in[1]), close(out[0]);
+  s.fds = {{2, 2}};
+  bool started = out >= 0 && child_.start(
+                                 host_.children(), s, ChildLabel{"linkd", "linkd"},
+                                 [this](int status) { on_exit(status); }, err);
+  if (!started) {
+    child_.release();
     log_error("linkd", "cannot start: ", err, "; retrying in ",
               format_duration(restart_.backoff_max));
     restart_timer_.start(seconds(restart_.backoff_max), 0);
     return;
   }
-  pid_ = pid;
   started_ = Clock::now();
-  host_.record_group(pid, "linkd", "linkd");
-  in_ = in[1], out_ = out[0];
-  fcntl(in_, F_SETFL, fcntl(in_, F_GETFL) | O_NONBLOCK);
-  fcntl(out_, F_SETFL, fcntl(out_, F_GETFL) | O_NONBLOCK);
+  in_ = in, out_ = out;
   reader_.reset();
   io_.start(out_, ev::READ);
   LinkdConfig lc;
@@ -147,11 +139,7 @@ void PeerLink::start() {
   if (!last_status_.is_null()) write_line({{"status", last_status_}});
 }
 
-void PeerLink::on_exit(pid_t p, int status) {
-  if (p != pid_) return;
-  pid_ = 0;
-  host_.forget_group(p);
-  io_.stop();
+void PeerLink::on_exit(int status) {
   close_pipes();
   if (stopping_) {
     if (handlers_.exited) handlers_.exited();
@@ -173,10 +161,10 @@ void PeerLink::on_restart(ev::timer&, int) {
 void PeerLink::stop() {
   stopping_ = true;
   restart_timer_.stop();
-  if (pid_ <= 0) return;
-  if (in_ >= 0) close(in_);  // linkd ends when its stdin closes
+  if (!child_.running()) return;
+  if (in_ >= 0) child_.close_fd(in_);  // linkd ends when its stdin closes
   in_ = -1;
-  kill(pid_, SIGTERM);
+  kill(child_.pid(), SIGTERM);
 }
 
 void PeerLink::heartbeat(const PeerMessage& hb) {
@@ -209,8 +197,8 @@ void PeerLink::write_line(const json& j) {
              " (", dropped_, " so far)");
   if (n > 0) {  // half a line would garble the next one: start linkd afresh
     log_warn("linkd", "a line was cut short; restarting linkd");
-    kill(pid_, SIGKILL);
-    close(in_);
+    child_.kill();
+    child_.close_fd(in_);
     in_ = -1;
   }
 }
@@ -249,7 +237,7 @@ void PeerLink::on_line(std::string_view line) {
 }
 
 void PeerLink::add_status(json& p) const {
-  p["linkd_pid"] = pid_ > 0 ? json(pid_) : json(nullptr);
+  p["linkd_pid"] = child_.running() ? json(child_.pid()) : json(nullptr);
   p["linkd_restarts"] = restarts_;
   if (dropped_) p["linkd_dropped_lines"] = dropped_;
   if (stats_.is_object()) {

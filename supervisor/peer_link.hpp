@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backoff.hpp"
+#include "child.hpp"
 #include "common/config.hpp"
 #include "common/line_reader.hpp"
 #include "node.hpp"
@@ -46,7 +47,7 @@ class PeerLink {
   void start();
   // Closes linkd's input (it exits when its stdin ends) and stops restarting it.
   void stop();
-  bool running() const { return pid_ > 0; }
+  bool running() const { return child_.running(); }
 
   // What this node's heartbeats say; sent on every tick, changed or not (the lease).
   void heartbeat(const PeerMessage& hb);
@@ -59,7 +60,7 @@ class PeerLink {
   void add_status(nlohmann::json& peer) const;
 
  private:
-  void on_exit(pid_t pid, int status);
+  void on_exit(int status);
   void on_output(ev::io&, int);
   void on_line(std::string_view line);
   void on_restart(ev::timer&, int);
@@ -73,8 +74,8 @@ class PeerLink {
   RestartConfig restart_;
   bool wanted_;  // a peer, or endpoints to serve
   bool stopping_ = false;
-  pid_t pid_ = 0;
-  int in_ = -1, out_ = -1;
+  Child child_;
+  int in_ = -1, out_ = -1;  // owned by child_
   ev::io io_;
   LineReader reader_{65536};
   ev::timer restart_timer_;

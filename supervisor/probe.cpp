@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstdlib>
 
+#include "common/json_util.hpp"
 #include "common/log.hpp"
 
 namespace vac {
@@ -18,15 +19,10 @@ constexpr size_t kMaxLine = 4096;            // one result line, or one line of 
 constexpr size_t kMaxOneshotOutput = 16384;  // what an exit probe may print per check
 constexpr int kMaxStderrLinesPerCheck = 20;
 constexpr size_t kLatencyWindow = 1000;
+constexpr size_t kMaxDetail = 1024;  // bytes of a result's detail kept for status and logs
 
 double to_ms(Clock::duration d) {
   return std::chrono::duration<double, std::milli>(d).count();
-}
-
-bool pipe_pair(int fds[2], bool nonblock_read) {
-  if (pipe2(fds, O_CLOEXEC) != 0) return false;
-  if (nonblock_read) fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
-  return true;
 }
 
 bool executable(const std::string& path) {
@@ -34,8 +30,9 @@ bool executable(const std::string& path) {
   return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
 }
 
+// For messages: cut on a character boundary, so what is quoted stays text.
 std::string shorten(std::string_view s, size_t n = 120) {
-  return s.size() <= n ? std::string(s) : cat(s.substr(0, n), "...");
+  return s.size() <= n ? std::string(s) : cat(utf8_prefix(s, n), "...");
 }
 }  // namespace
 
@@ -62,9 +59,7 @@ Probe::~Probe() {
   interval_timer_.stop();
   timeout_timer_.stop();
   restart_timer_.stop();
-  if (pid_ > 0) kill(-pid_, SIGKILL);
-  for (pid_t p : dying_) kill(-p, SIGKILL);
-  close_pipes();
+  close_pipes();  // proc_ then kills what is left and cancels its callback
 }
 
 std::string Probe::resolve(const std::string& exe, const std::string& base_dir,
@@ -126,7 +121,7 @@ void Probe::stop() {
   interval_timer_.stop();
   timeout_timer_.stop();
   restart_timer_.stop();
-  if (pid_ > 0) kill_process("stopping");
+  if (proc_.running()) kill_process("stopping");
 }
 
 void Probe::check_now(OnResult done) {
@@ -153,11 +148,9 @@ void Probe::begin_check() {
   }
   pending_ = true;
   timeout_timer_.start(seconds(config_.timeout), 0);
-  std::string req = encode_request(seq_);
-  ssize_t n = write(in_w_, req.data(), req.size());
-  if (n != static_cast<ssize_t>(req.size())) {
-    std::string why = n < 0 && errno == EAGAIN ? "probe is not reading its input"
-                                               : sys_error("cannot write to the probe");
+  if (!stdin_.write(encode_request(seq_))) {
+    std::string why = stdin_.error() ? cat("cannot write to the probe: ", strerror(stdin_.error()))
+                                     : "probe is not reading its input";
     kill_process(why);
     ProbeResult r;
     r.detail = why;
@@ -166,50 +159,42 @@ void Probe::begin_check() {
 }
 
 bool Probe::ensure_process() {
-  if (pid_ > 0) return true;
+  if (proc_.running()) return true;
   if (restart_timer_.is_active()) return false;
-  int in[2], out[2], err[2];
-  if (!pipe_pair(in, false)) return problem_ = sys_error("pipe"), false;
-  if (!pipe_pair(out, true) || !pipe_pair(err, true)) {
-    problem_ = sys_error("pipe");
-    for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
-    return false;
-  }
-  fcntl(in[1], F_SETFL, fcntl(in[1], F_GETFL) | O_NONBLOCK);
-  SpawnSpec s = spawn_spec();
-  s.fds = {{0, in[0]}, {1, out[1]}, {2, err[1]}};
   std::string error;
-  pid_t pid = host_.start_child(
-      s, [this](pid_t p, int st) { on_process_exit(p, st); }, error);
-  close(in[0]), close(out[1]), close(err[1]);
-  if (pid < 0) {
-    close(in[1]), close(out[0]), close(err[0]);
+  int in = proc_.add_pipe(0, true, error);
+  int out = in < 0 ? -1 : proc_.add_pipe(1, false, error);
+  int err = out < 0 ? -1 : proc_.add_pipe(2, false, error);
+  if (err < 0) {
+    proc_.release();
+    return problem_ = error, false;
+  }
+  SpawnSpec s = spawn_spec();
+  process_started_ = Clock::now();
+  if (!proc_.start(
+          host_.children(), s, ChildLabel{name_, "probe"}, [this](int st) { on_process_exit(st); },
+          error)) {
     problem_ = cat("cannot start: ", error);
-    process_started_ = Clock::now();
     schedule_restart();
     return false;
   }
-  pid_ = pid;
   problem_.clear();
-  process_started_ = Clock::now();
-  in_w_ = in[1], out_r_ = out[0], err_r_ = err[0];
+  stdin_.attach(in);
+  out_r_ = out, err_r_ = err;
   out_reader_.reset();
   err_reader_.reset();
   out_io_.start(out_r_, ev::READ);
   err_io_.start(err_r_, ev::READ);
-  host_.record_group(pid, name_, "probe");
-  log_debug(cat("probe ", name_), "started ", s.exe, ", pid ", pid);
+  log_debug(cat("probe ", name_), "started ", s.exe, ", pid ", proc_.pid());
   return true;
 }
 
 // Kills the probe process now. It is forgotten at once (pipes closed, restart paced), so the
 // next check never talks to it; its exit is only cleaned up when reaped.
 void Probe::kill_process(const std::string& why) {
-  if (pid_ <= 0) return;
-  kill(-pid_, SIGKILL);
-  dying_.insert(pid_);
-  pid_ = 0;
+  if (!proc_.running() && proc_.pgid() == 0) return;  // (pgid: reaped, its exit in progress)
   close_pipes();
+  proc_.release();
   problem_ = why;
   if (jsonl_) schedule_restart();
 }
@@ -225,21 +210,15 @@ void Probe::schedule_restart() {
   if (restart_delay_.count() > 0) restart_timer_.start(seconds(restart_delay_), 0);
 }
 
+// Stops watching the pipes; proc_ closes them when it is released.
 void Probe::close_pipes() {
   out_io_.stop();
   err_io_.stop();
-  for (int* fd : {&in_w_, &out_r_, &err_r_})
-    if (*fd >= 0) close(*fd), *fd = -1;
+  stdin_.detach();
+  out_r_ = err_r_ = -1;
 }
 
-void Probe::on_process_exit(pid_t pid, int status) {
-  if (dying_.erase(pid)) {
-    kill(-pid, SIGKILL);  // what it left in its group
-    if (jsonl_) host_.forget_group(pid);
-    if (!running_) host_.changed();  // a shutdown may be waiting for this exit
-    return;
-  }
-  if (pid != pid_) return;
+void Probe::on_process_exit(int status) {
   if (!jsonl_) {
     finish_oneshot(status);
     if (!running_) host_.changed();
@@ -248,11 +227,12 @@ void Probe::on_process_exit(pid_t pid, int status) {
   // Take what it wrote before dying; a grandchild keeping the pipe open must not hold us.
   if (out_io_.is_active())
     out_reader_.read_from(out_r_, [this](std::string_view l, bool t) { handle_line(l, t); });
-  if (pid != pid_) return on_process_exit(pid, status);  // that output got it killed
-  kill(-pid, SIGKILL);
-  host_.forget_group(pid);
-  pid_ = 0;
+  if (out_r_ < 0) {  // that output got it killed (and restarted)
+    if (!running_) host_.changed();
+    return;
+  }
   close_pipes();
+  proc_.release();  // with what it left in its group
   problem_ = cat("probe exited (", describe_wait_status(status), ")");
   if (pending_) {
     ProbeResult r;
@@ -287,7 +267,7 @@ void Probe::on_stdout(ev::io&, int) {
 }
 
 void Probe::handle_line(std::string_view line, bool truncated) {
-  if (pid_ <= 0) return;  // already killed
+  if (out_r_ < 0) return;  // already killed
   std::string problem;
   ProbeResult r;
   long long check = 0;
@@ -334,37 +314,32 @@ void Probe::on_timeout(ev::timer&, int) {
 }
 
 void Probe::spawn_oneshot() {
-  int out[2];
   ProbeResult r;
-  if (!pipe_pair(out, true)) {
-    r.detail = sys_error("pipe");
+  std::string error;
+  int out = proc_.add_pipe(1, false, error, 2);  // stderr joins stdout, as plugins expect
+  if (out < 0) {
+    r.detail = error;
     return complete(r);
   }
   SpawnSpec s = spawn_spec();
-  s.fds = {{0, host_.null_fd()}, {1, out[1]}, {2, out[1]}};
-  std::string error;
-  pid_t pid = host_.start_child(
-      s, [this](pid_t p, int st) { on_process_exit(p, st); }, error);
-  close(out[1]);
-  if (pid < 0) {
-    close(out[0]);
+  s.fds = {{0, host_.null_fd()}};
+  if (!proc_.start(
+          host_.children(), s, ChildLabel{name_, "probe", false},
+          [this](int st) { on_process_exit(st); }, error)) {
     r.detail = cat("cannot start: ", error);
     return complete(r);
   }
-  pid_ = pid;
   pending_ = true;
-  out_r_ = out[0];
+  out_r_ = out;
   oneshot_output_.clear();
   out_io_.start(out_r_, ev::READ);
   timeout_timer_.start(seconds(config_.timeout), 0);
 }
 
 void Probe::finish_oneshot(int status) {
-  pid_t pid = pid_;
   if (out_io_.is_active()) on_stdout(out_io_, ev::READ);  // what it wrote before exiting
-  pid_ = 0;
-  kill(-pid, SIGKILL);  // a grandchild holding the pipe open must not hold the check
   close_pipes();
+  proc_.release();  // a grandchild holding the pipe open must not hold the check
   if (!pending_) return;
   ProbeResult r;
   parse_plugin_output(oneshot_output_, r.detail, r.metrics);
@@ -383,6 +358,8 @@ void Probe::finish_oneshot(int status) {
 }
 
 void Probe::complete(ProbeResult r) {
+  // Whatever bytes the probe printed, what status shows and serialises is bounded, valid text.
+  r.detail = utf8_clean(utf8_prefix(r.detail, kMaxDetail));
   pending_ = false;
   timeout_timer_.stop();
   auto now = Clock::now();
@@ -441,7 +418,7 @@ nlohmann::json Probe::status(Clock::time_point now) const {
     j["latency_p99_ms"] = v[std::min(v.size() - 1, (v.size() * 99) / 100)];
   }
   j["last_check_s"] = have_last_ ? json(to_ms(now - last_check_) / 1000.0) : json(nullptr);
-  j["pid"] = jsonl_ && pid_ > 0 ? json(pid_) : json(nullptr);
+  j["pid"] = jsonl_ && proc_.running() ? json(proc_.pid()) : json(nullptr);
   j["latency_histogram"] = latency_histogram_.to_json();
   j["scope"] = config_.scope;
   j["running"] = running_;

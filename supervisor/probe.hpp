@@ -16,12 +16,14 @@
 #include <nlohmann/json.hpp>
 
 #include "backoff.hpp"
+#include "child.hpp"
 #include "common/config.hpp"
 #include "common/line_reader.hpp"
 #include "common/probe_result.hpp"
 #include "metrics.hpp"
 #include "service.hpp"
 #include "verdict.hpp"
+#include "writer.hpp"
 
 namespace vac {
 
@@ -42,7 +44,7 @@ class Probe {
   bool critical() const { return config_.critical; }
   bool active_scope() const { return config_.scope == "active"; }
   bool running() const { return running_; }
-  bool process_running() const { return pid_ > 0 || !dying_.empty(); }
+  bool process_running() const { return proc_.running(); }
 
   // First check at once, then every interval. An active-scope probe starts from a clean
   // verdict and its start period: the services it checks are just starting.
@@ -72,7 +74,7 @@ class Probe {
   bool ensure_process();
   void kill_process(const std::string& why);
   void schedule_restart();
-  void on_process_exit(pid_t pid, int status);
+  void on_process_exit(int status);
   void close_pipes();
   void spawn_oneshot();
   void finish_oneshot(int status);
@@ -105,16 +107,17 @@ class Probe {
   LatencyHistogram latency_histogram_;  // every one, for /metrics
   long long ok_count_ = 0, warn_count_ = 0, fail_count_ = 0;
 
-  // The probe process: persistent (jsonl) or the current one-shot (exit).
-  pid_t pid_ = 0;
+  // The probe process: persistent (jsonl) or the current one-shot (exit). Killing it is
+  // releasing it: its callback is cancelled, so a killed process is never heard of again.
+  Child proc_;
   Clock::time_point process_started_{};
-  int in_w_ = -1, out_r_ = -1, err_r_ = -1;
+  int out_r_ = -1, err_r_ = -1;  // owned by proc_
+  BoundedWriter stdin_{4096};    // requests; a probe that lets 4 KiB pile up is not reading
   ev::io out_io_, err_io_;
   LineReader out_reader_{4096}, err_reader_{4096};
   std::string oneshot_output_;
   int stderr_lines_ = 0, stderr_dropped_ = 0;
-  std::set<pid_t> dying_;  // killed, not yet reaped
-  std::string problem_;    // why the process is not running, or was last restarted
+  std::string problem_;  // why the process is not running, or was last restarted
   int restarts_ = 0;
   Backoff backoff_;
   Duration restart_delay_{0};

@@ -64,13 +64,15 @@ Service::Service(ServiceSpec spec, ServiceHost& host) : spec_(std::move(spec)), 
   state_since_ = Clock::now();
 }
 
+// The Children go with the Service: whatever still runs of it is killed and its exit callbacks
+// are cancelled, so a Service removed with a check or a finish still running is safe.
 Service::~Service() {
   timer_.stop();
   ready_timer_.stop();
   logger_timer_.stop();
   notify_io_.stop();
   out_io_.stop();
-  for (int fd : {notify_fd_, out_r_, out_w_})
+  for (int fd : {out_r_, out_w_})
     if (fd >= 0) close(fd);
 }
 
@@ -98,6 +100,17 @@ SpawnSpec Service::spawn_spec(const char* program) const {
   return s;
 }
 
+ChildLabel Service::label(const char* role, bool in_cgroup) {
+  ChildLabel l;
+  l.owner = spec_.name;
+  l.role = role;
+  if (in_cgroup) {
+    if (!cgroup_) cgroup_ = host_.children().cgroup(cat("service.", spec_.name));
+    l.cgroup = cgroup_;
+  }
+  return l;
+}
+
 std::vector<std::string> Service::child_env() const {
   std::vector<std::string> env;
   for (auto& kv : host_.base_env()) {
@@ -114,25 +127,18 @@ void Service::start() {
   if (phase_ != Phase::idle) return;
   stop_requested_ = false;
   ready_ = false;
-  if (spec_.has_log && logger_pid_ == 0) {
+  if (spec_.has_log && !logger_.running()) {
     logger_wanted_ = true;
     start_logger();
   }
   SpawnSpec s = spawn_spec("run");
-  int notify[2] = {-1, -1};
-  if (spec_.notification_fd >= 0) {
-    if (pipe2(notify, O_CLOEXEC) != 0)
-      log_error(spec_.name, sys_error("pipe"));
-    else
-      s.fds.push_back({spec_.notification_fd, notify[1]});
-  }
   std::string err;
+  int notify = -1;
+  if (spec_.notification_fd >= 0 && (notify = run_.add_pipe(spec_.notification_fd, false, err)) < 0)
+    log_error(spec_.name, err);
   started_ = state_since_ = Clock::now();
-  pid_t pid = host_.start_child(
-      s, [this](pid_t, int st) { on_exit(st); }, err);
-  if (notify[1] >= 0) close(notify[1]);
-  if (pid < 0) {
-    if (notify[0] >= 0) close(notify[0]);
+  if (!run_.start(
+          host_.children(), s, label("run", true), [this](int st) { on_exit(st); }, err)) {
     log_error(spec_.name, "cannot start: ", err);
     last_exit_ = cat("cannot start: ", err);
     last_uptime_ = Duration(0);
@@ -140,13 +146,10 @@ void Service::start() {
     after_finish();
     return;
   }
-  pid_ = pgid_ = pid;
   phase_ = Phase::running;
-  host_.record_group(pid, spec_.name, "run");
-  log_info(spec_.name, "started, pid ", pid);
-  if (notify[0] >= 0) {
-    notify_fd_ = notify[0];
-    set_nonblock(notify_fd_);
+  log_info(spec_.name, "started, pid ", run_.pid());
+  if (notify >= 0) {
+    notify_fd_ = notify;
     notify_io_.start(notify_fd_, ev::READ);
   } else if (spec_.has_ready) {
     ready_timer_.start(0, 0);
@@ -159,11 +162,7 @@ void Service::become_ready(const char* how) {
   ready_ = true;
   ready_at_ = state_since_ = Clock::now();
   ready_timer_.stop();
-  if (notify_fd_ >= 0) {
-    notify_io_.stop();
-    close(notify_fd_);
-    notify_fd_ = -1;
-  }
+  close_notify();
   log_info(spec_.name, "up (", how, ")");
   host_.changed();
 }
@@ -174,22 +173,26 @@ void Service::on_notify(ev::io&, int) {
   if (n > 0 && std::string_view(buf, static_cast<size_t>(n)).find('\n') != std::string_view::npos)
     return become_ready("notification-fd");
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-    notify_io_.stop();
-    close(notify_fd_);
-    notify_fd_ = -1;
+    close_notify();
     log_warn(spec_.name, "closed notification-fd ", spec_.notification_fd,
              " without writing a newline; it will not be marked ready");
   }
 }
 
+void Service::close_notify() {
+  if (notify_fd_ < 0) return;
+  notify_io_.stop();
+  run_.close_fd(notify_fd_);
+  notify_fd_ = -1;
+}
+
 void Service::run_ready_check() {
   SpawnSpec s = spawn_spec("ready");
   std::string err;
-  pid_t p = host_.start_child(
-      s,
-      [this](pid_t pid, int st) {
-        if (ready_pid_ != pid) return;  // an attempt from an earlier run
-        ready_pid_ = 0;
+  bool started = ready_check_.start(
+      host_.children(), s, label("ready", true),
+      [this](int st) {
+        ready_check_.release();
         ready_timer_.stop();
         if (phase_ != Phase::running || ready_) return;
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return become_ready("ready check passed");
@@ -197,20 +200,19 @@ void Service::run_ready_check() {
         ready_timer_.start(secs(early ? kReadyPollFast : kReadyPoll), 0);
       },
       err);
-  if (p < 0) {
+  if (!started) {
     log_warn(spec_.name, "cannot run ready check: ", err);
     ready_timer_.start(secs(kReadyPoll), 0);
     return;
   }
-  ready_pid_ = p;
   ready_timer_.start(secs(kReadyTimeout), 0);
 }
 
 void Service::on_ready_timer(ev::timer&, int) {
   if (phase_ != Phase::running || ready_) return;
-  if (ready_pid_ > 0) {
+  if (ready_check_.running()) {
     log_warn(spec_.name, "ready check took longer than ", secs(kReadyTimeout), "s; killed");
-    kill(-ready_pid_, SIGKILL);
+    ready_check_.kill();
     return;  // its exit schedules the next attempt
   }
   run_ready_check();
@@ -221,21 +223,15 @@ void Service::on_exit(int status) {
   last_exit_ = describe_wait_status(status);
   last_uptime_ = std::chrono::duration_cast<Duration>(Clock::now() - started_);
   bool crashed = phase_ == Phase::running;
-  pid_ = 0;
   ready_ = false;
   ready_timer_.stop();
-  if (ready_pid_ > 0) kill(-ready_pid_, SIGKILL);
-  ready_pid_ = 0;
-  if (notify_fd_ >= 0) {
-    notify_io_.stop();
-    close(notify_fd_);
-    notify_fd_ = -1;
-  }
+  ready_check_.release();
+  close_notify();
   if (crashed) {
     log_warn(spec_.name, "exited (", last_exit_, ") after ",
              format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(last_uptime_)));
     // Whatever the dead leader left in its group would hold ports and files the next run needs.
-    kill(-pgid_, SIGKILL);
+    run_.kill();
     stop_deadline_ = Clock::now();
   } else {
     log_info(spec_.name, "stopped (", last_exit_, ")");
@@ -246,17 +242,16 @@ void Service::on_exit(int status) {
 }
 
 void Service::check_drained() {
-  if (!group_alive(pgid_)) {
+  if (!run_.group_alive()) {
     timer_.stop();
     return after_drain();
   }
-  if (Clock::now() >= stop_deadline_) kill(-pgid_, SIGKILL);
+  if (Clock::now() >= stop_deadline_) run_.kill();
   timer_.start(secs(kDrainPoll), 0);
 }
 
 void Service::after_drain() {
-  host_.forget_group(pgid_);
-  pgid_ = 0;
+  run_.release();  // the group is empty: its record goes
   if (!spec_.has_finish) return after_finish();
   SpawnSpec s = spawn_spec("finish");
   // s6's convention: exit code (256 when killed by a signal) and signal number.
@@ -264,25 +259,21 @@ void Service::after_drain() {
   int sig = WIFSIGNALED(last_status_) ? WTERMSIG(last_status_) : 0;
   s.args = {std::to_string(code), std::to_string(sig)};
   std::string err;
-  pid_t p = host_.start_child(
-      s,
-      [this](pid_t pid, int st) {
-        if (pid != finish_pid_) return;
-        finish_pid_ = 0;
+  phase_ = Phase::finishing;
+  bool started = finish_.start(
+      host_.children(), s, label("finish", true),
+      [this](int st) {
+        finish_.release();  // with what it left in its group
         timer_.stop();
-        host_.forget_group(pid);
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
           log_warn(spec_.name, "finish ended with ", describe_wait_status(st));
         after_finish();
       },
       err);
-  if (p < 0) {
+  if (!started) {
     log_warn(spec_.name, "cannot run finish: ", err);
     return after_finish();
   }
-  finish_pid_ = p;
-  host_.record_group(p, spec_.name, "finish");
-  phase_ = Phase::finishing;
   timer_.start(seconds(spec_.timeout_finish), 0);
 }
 
@@ -313,7 +304,7 @@ void Service::on_timer(ev::timer&, int) {
     case Phase::signalled:
       log_warn(spec_.name, "still running ", format_duration(spec_.timeout_stop),
                " after the stop signal (timeout-stop); sending SIGKILL");
-      kill(-pgid_, SIGKILL);
+      run_.kill();
       break;
     case Phase::draining:
       check_drained();
@@ -321,7 +312,7 @@ void Service::on_timer(ev::timer&, int) {
     case Phase::finishing:
       log_warn(spec_.name, "finish still running after ", format_duration(spec_.timeout_finish),
                "; sending SIGKILL");
-      if (finish_pid_ > 0) kill(-finish_pid_, SIGKILL);
+      finish_.kill();
       break;
     case Phase::backoff:
       phase_ = Phase::idle;
@@ -343,8 +334,8 @@ void Service::stop() {
       break;
     case Phase::running:
       log_info(spec_.name, "stopping (", strsignal(spec_.stop_signal), ")");
-      kill(-pgid_, spec_.stop_signal);
-      kill(-pgid_, SIGCONT);
+      run_.signal(spec_.stop_signal);
+      run_.signal(SIGCONT);
       phase_ = Phase::signalled;
       state_since_ = Clock::now();
       stop_deadline_ = Clock::now() + spec_.timeout_stop;
@@ -365,7 +356,7 @@ void Service::restart() {
 }
 
 void Service::kill_now() {
-  if (pgid_ > 0) kill(-pgid_, SIGKILL);
+  run_.kill();
 }
 
 void Service::skip_backoff() {
@@ -394,12 +385,10 @@ void Service::start_logger() {
   s.fds = {{0, out_r_}, {1, 2}, {2, 2}};
   std::string err;
   logger_started_ = Clock::now();
-  pid_t p = host_.start_child(
-      s,
-      [this](pid_t pid, int st) {
-        if (pid != logger_pid_) return;
-        logger_pid_ = 0;
-        host_.forget_group(pid);
+  bool started = logger_.start(
+      host_.children(), s, label("log", false),
+      [this](int st) {
+        logger_.release();
         logger_timer_.stop();
         if (!logger_wanted_) return host_.changed();
         auto up = std::chrono::duration_cast<Duration>(Clock::now() - logger_started_);
@@ -409,47 +398,45 @@ void Service::start_logger() {
         logger_timer_.start(seconds(d), 0);
       },
       err);
-  if (p < 0) {
+  if (!started) {
     log_error(spec_.name, "cannot start logger: ", err);
     logger_timer_.start(seconds(host_.restart_policy().backoff_max), 0);
-    return;
   }
-  logger_pid_ = p;
-  host_.record_group(p, spec_.name, "log");
 }
 
 void Service::stop_logger() {
   logger_wanted_ = false;
   logger_timer_.stop();
-  if (logger_pid_ <= 0) return;
-  kill(-logger_pid_, SIGTERM);
-  kill(-logger_pid_, SIGCONT);
+  if (!logger_.running()) return;
+  logger_.signal(SIGTERM);
+  logger_.signal(SIGCONT);
   logger_timer_.start(secs(kLoggerStopTimeout), 0);
 }
 
 void Service::on_logger_timer(ev::timer&, int) {
   if (logger_wanted_) {
-    if (logger_pid_ == 0) start_logger();
-  } else if (logger_pid_ > 0) {
+    if (!logger_.running()) start_logger();
+  } else if (logger_.running()) {
     log_warn(spec_.name, "logger ignored SIGTERM; sending SIGKILL");
-    kill(-logger_pid_, SIGKILL);
+    logger_.kill();
   }
 }
 
 nlohmann::json Service::status(Clock::time_point now) const {
   nlohmann::json j;
   j["state"] = to_string(state());
-  j["pid"] = pid_ > 0 ? nlohmann::json(pid_) : nlohmann::json(nullptr);
+  j["pid"] = run_.running() ? nlohmann::json(run_.pid()) : nlohmann::json(nullptr);
   j["want"] = want_up ? "up" : "down";
   j["ready"] = ready();
   j["restarts"] = restarts_;
   j["since_s"] = secs(now - state_since_);
-  if (pid_ > 0) j["uptime_s"] = secs(now - started_);
+  if (run_.running()) j["uptime_s"] = secs(now - started_);
   j["last_exit"] = last_exit_;
   if (phase_ == Phase::backoff) j["backoff_s"] = seconds(backoff_delay_);
   j["depends"] = spec_.depends;
   if (spec_.has_log)
-    j["logger_pid"] = logger_pid_ > 0 ? nlohmann::json(logger_pid_) : nlohmann::json(nullptr);
+    j["logger_pid"] = logger_.running() ? nlohmann::json(logger_.pid()) : nlohmann::json(nullptr);
+  if (cgroup_) j["cgroup"] = cgroup_->path();
   return j;
 }
 

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backoff.hpp"
+#include "child.hpp"
 #include "common/line_reader.hpp"
 #include "service_dir.hpp"
 #include "spawn.hpp"
@@ -29,12 +30,8 @@ const char* to_string(ServiceState s);
 class ServiceHost {
  public:
   virtual ~ServiceHost() = default;
-  // Spawns a child and calls on_exit(pid, wait status) when it is reaped; -1 with err when
-  // it could not be started.
-  virtual pid_t start_child(const SpawnSpec& spec, std::function<void(pid_t, int)> on_exit,
-                            std::string& err) = 0;
-  virtual void record_group(pid_t pgid, const std::string& service, const char* role) = 0;
-  virtual void forget_group(pid_t pgid) = 0;
+  // The registry every Child of a service or probe is started in.
+  virtual ChildTable& children() = 0;
   virtual void changed() = 0;
   virtual const RestartConfig& restart_policy() const = 0;
   virtual std::vector<std::string> base_env() const = 0;
@@ -57,7 +54,7 @@ class Service {
   bool ready() const { return phase_ == Phase::running && ready_; }
   bool idle() const { return phase_ == Phase::idle; }
   bool in_backoff() const { return phase_ == Phase::backoff; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return run_.pid(); }
 
   bool want_up = false;
 
@@ -67,7 +64,7 @@ class Service {
   void kill_now();      // SIGKILL the group: counts as a crash, restarted by policy
   void skip_backoff();  // backoff -> idle, so the supervisor starts it now
   void stop_logger();
-  bool logger_running() const { return logger_pid_ > 0; }
+  bool logger_running() const { return logger_.running(); }
 
   nlohmann::json status(Clock::time_point now) const;
   // Restarts after crashes, for the node's restart budget (rule 1).
@@ -81,6 +78,7 @@ class Service {
   void after_drain();
   void after_finish();
   void become_ready(const char* how);
+  void close_notify();
   void run_ready_check();
   void start_logger();
   void on_output(ev::io&, int);
@@ -90,14 +88,17 @@ class Service {
   void on_logger_timer(ev::timer&, int);
   std::vector<std::string> child_env() const;
   SpawnSpec spawn_spec(const char* program) const;
+  ChildLabel label(const char* role, bool in_cgroup);
 
   ServiceSpec spec_;
   ServiceHost& host_;
   Phase phase_ = Phase::idle;
   bool ready_ = false;
   bool stop_requested_ = false;
-  pid_t pid_ = 0;   // leader of the running process group
-  pid_t pgid_ = 0;  // kept after the leader exits, until the group is empty
+  // The service's cgroup (where cgroup v2 is available): run, ready and finish live in it.
+  std::shared_ptr<Cgroup> cgroup_;
+  // run: its group is kept after the leader exits, until drained and released.
+  Child run_, finish_, ready_check_, logger_;
   Clock::time_point started_{}, ready_at_{}, state_since_{};
   std::string last_exit_ = "-";
   int restarts_ = 0;
@@ -110,18 +111,15 @@ class Service {
 
   // One timer for the phase at hand: stop deadline, drain polling, finish timeout, backoff.
   ev::timer timer_;
-  pid_t finish_pid_ = 0;
 
-  int notify_fd_ = -1;
+  int notify_fd_ = -1;  // owned by run_
   ev::io notify_io_;
-  pid_t ready_pid_ = 0;
   ev::timer ready_timer_;
 
   // Output: either read here line by line, or a pipe kept open for log/run.
   int out_r_ = -1, out_w_ = -1;
   ev::io out_io_;
   LineReader reader_{4096};
-  pid_t logger_pid_ = 0;
   bool logger_wanted_ = true;
   Clock::time_point logger_started_{};
   Backoff logger_backoff_;

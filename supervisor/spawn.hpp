@@ -1,7 +1,9 @@
-// Starting child processes: services, finish and ready scripts, loggers, probes, hooks and
-// linkd all go through spawn(). The child gets its own session (so its whole process group can
-// be signalled), a clean signal mask and default dispositions, and exactly the fds it is given;
-// it is detached at once and reaped only by the supervisor's libev child watcher.
+// Starting child processes: every Child (child.hpp) goes through spawn(). The child gets its own
+// session (so its whole process group can be signalled), its service's cgroup, a parent-death
+// signal, default dispositions and an empty signal mask, its working directory and exactly the
+// fds it is given; it is detached at once and reaped only by the supervisor's libev child
+// watcher. Every step of that set-up that fails is reported to the parent, and the child then
+// exits before running anything: a failed spawn never leaves a process behind.
 #pragma once
 
 #include <sys/types.h>
@@ -18,11 +20,13 @@ struct SpawnSpec {
   std::vector<std::string> env;          // "NAME=value"; the whole environment
   std::vector<std::pair<int, int>> fds;  // (fd in the child, fd in the parent); others close
   bool new_session = true;
+  int cgroup_procs_fd = -1;     // cgroup.procs of the cgroup to enter, or -1
+  bool die_with_parent = true;  // PR_SET_PDEATHSIG(SIGKILL): not for the guard
 };
 
-// Returns the pid (also the process group and session id), or -1 with err set. Every fd of
-// the parent is expected to be close-on-exec; the ones in spec.fds are the only ones the child
-// inherits.
+// Returns the pid (also the process group and session id), or -1 with err set ("EXE: what
+// failed: why"). Every fd of the parent is expected to be close-on-exec; the ones in spec.fds
+// are the only ones the child inherits. All signals are blocked in the parent across fork.
 pid_t spawn(const SpawnSpec& spec, std::string& err);
 
 // Raises this process's soft fd limit to the hard one (a pipe or two per service adds up),

@@ -58,6 +58,13 @@ std::string render_status(const json& st) {
   const json& standby = node.value("standby", json::object());
   if (field(node, "state") == "passive" && standby.value("ready", true) == false)
     out += cat("  cannot take over: ", field(standby, "blocker"), "\n");
+  // The supervisor's stderr not read fast enough: say so where an operator looks.
+  if (auto sup = st.find("supervisor"); sup != st.end() && sup->is_object()) {
+    auto dropped = sup->find("log_dropped_lines");
+    if (dropped != sup->end() && dropped->is_number_unsigned() && dropped->get<uint64_t>() > 0)
+      out += cat("  ", dropped->get<uint64_t>(),
+                 " log lines dropped: the supervisor's stderr is not read fast enough\n");
+  }
   const json& peer = st.value("peer", json::object());
   if (field(peer, "state") == "none")
     out += "peer none configured\n";

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <algorithm>
@@ -29,6 +30,7 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
   sigint_.set<Supervisor, &Supervisor::on_signal>(this);
   sighup_.set<Supervisor, &Supervisor::on_signal>(this);
   reconcile_idle_.set<Supervisor, &Supervisor::on_reconcile>(this);
+  drain_poll_.set<Supervisor, &Supervisor::on_drain_poll>(this);
 }
 
 Supervisor::~Supervisor() {
@@ -36,7 +38,35 @@ Supervisor::~Supervisor() {
   retired_probes_.clear();
   services_.clear();
   retiring_.clear();
+
+  guard_.stop();  // its pipe closes: it exits, killing whatever is still registered
+  log_writer_.flush();
+  log_set_sink(nullptr);
+  fatal_guard_set_log_fd(2);
+  log_writer_.detach();
   if (null_fd_ >= 0) close(null_fd_);
+}
+
+// The supervisor's stderr may be a pipe whose reader stalls (a logger, a terminal paused with
+// ^S): log lines then queue, up to a bound, and beyond it are dropped and counted; the loop
+// never waits. A new open file description of the same pipe or terminal is made non-blocking,
+// so fd 2 shared with children and the parent shell keeps its own flags; a socket (journald)
+// is written with MSG_DONTWAIT; a regular file never blocks and is written as it is.
+void Supervisor::start_log_writer() {
+  struct stat st {};
+  if (fstat(2, &st) != 0) return;
+  int fd = -1;
+  bool by_send = false;
+  if (S_ISSOCK(st.st_mode)) {
+    fd = fcntl(2, F_DUPFD_CLOEXEC, 3);
+    by_send = true;
+  } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
+    fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  }
+  if (fd < 0) return;  // a regular file, or nothing better: write as before
+  log_writer_.attach(fd, by_send, true);
+  log_set_sink([this](std::string_view line) { log_writer_.write(line); });
+  if (!by_send) fatal_guard_set_log_fd(fd);
 }
 
 int Supervisor::run() {
@@ -46,6 +76,8 @@ int Supervisor::run() {
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
     log_warn("supervisor", sys_error("PR_SET_CHILD_SUBREAPER"));
   signal(SIGPIPE, SIG_IGN);
+  install_fatal_guard();
+  start_log_writer();
   null_fd_ = open("/dev/null", O_RDWR | O_CLOEXEC);
   env_ = current_environment();
   env_.push_back(cat("VACATAIRE_NODE=", config_.node_name));
@@ -64,6 +96,18 @@ int Supervisor::run() {
   child_watcher_.set(0, 0);
   child_watcher_.start();
   state_.stop_stale_groups(std::chrono::seconds(10));
+  // Containment before the first service: its cgroups, then the guard that outlives us.
+  std::string why;
+  std::string base = children_.enable_cgroups(why);
+  if (!base.empty())
+    log_info("supervisor", "services are contained in cgroups under ", base);
+  else
+    log_info("supervisor", "no cgroup v2 for services (", why,
+             "); containing them by process group only");
+  if (!guard_.start(err))
+    log_warn("supervisor", "cannot start vacataire-guard (", err,
+             "): services are killed with the supervisor only by its own fatal guard and "
+             "each leader's parent-death signal");
   for (ev::sig* s : {&sigterm_, &sigint_, &sighup_})
     s->start(s == &sigterm_ ? SIGTERM : s == &sigint_ ? SIGINT : SIGHUP);
 
@@ -88,6 +132,8 @@ int Supervisor::run() {
 
   control_.close_socket();
   log_info("supervisor", "all services stopped; exiting");
+  guard_.stop();
+  log_writer_.flush();
   return exit_code::ok;
 }
 
@@ -176,29 +222,21 @@ Service* Supervisor::find(const std::string& name) {
   return nullptr;
 }
 
-pid_t Supervisor::start_child(const SpawnSpec& spec, std::function<void(pid_t, int)> on_exit,
-                              std::string& err) {
-  pid_t pid = spawn(spec, err);
-  if (pid > 0) children_[pid] = std::move(on_exit);
-  return pid;
-}
-
-void Supervisor::record_group(pid_t pgid, const std::string& service, const char* role) {
-  state_.record_group(pgid, service, role);
-}
-void Supervisor::forget_group(pid_t pgid) {
-  state_.forget_group(pgid);
-}
-
 void Supervisor::on_child(ev::child& w, int) {
-  auto it = children_.find(w.rpid);
-  if (it == children_.end()) {
-    log_debug("supervisor", "reaped orphan pid ", w.rpid);
-    return;
-  }
-  auto handler = std::move(it->second);
-  children_.erase(it);
-  handler(w.rpid, w.rstatus);
+  if (children_.on_reaped(w.rpid, w.rstatus)) return;
+  log_debug("supervisor", "reaped orphan pid ", w.rpid);
+  if (shutting_down_) changed();  // a shutdown waits for killed groups to empty
+}
+
+nlohmann::json Supervisor::supervisor_status() const {
+  return {{"pid", getpid()},
+          {"guard_pid", guard_.running() ? nlohmann::json(guard_.pid()) : nlohmann::json(nullptr)},
+          {"guard_restarts", guard_.restarts()},
+          {"cgroup", children_.cgroup_base().empty() ? nlohmann::json(nullptr)
+                                                     : nlohmann::json(children_.cgroup_base())},
+          {"log_dropped_lines", log_writer_.dropped_messages()},
+          {"log_dropped_bytes", log_writer_.dropped_bytes()},
+          {"log_queued_bytes", log_writer_.queued()}};
 }
 
 // Reconciling is deferred to an idle watcher when asked for from inside itself, so a chain of
@@ -209,6 +247,10 @@ void Supervisor::changed() {
     return;
   }
   reconcile();
+}
+
+void Supervisor::on_drain_poll(ev::timer&, int) {
+  changed();
 }
 
 void Supervisor::on_reconcile(ev::idle&, int) {
@@ -259,8 +301,12 @@ void Supervisor::reconcile() {
 
   std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
-    bool all_down =
-        retiring_.empty() && retired_probes_.empty() && pair_.finished() && notifier_.idle();
+    bool draining = children_.draining() > 0;
+    // Killed groups empty as their members are reaped; a member someone else reaps wakes
+    // nobody, so look again shortly.
+    if (draining && !drain_poll_.is_active()) drain_poll_.start(0.05, 0);
+    bool all_down = retiring_.empty() && retired_probes_.empty() && pair_.finished() && !draining &&
+                    notifier_.idle();
     for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;

@@ -10,14 +10,17 @@
 
 #include <ev++.h>
 
+#include "child.hpp"
 #include "common/config.hpp"
 #include "control.hpp"
+#include "guard.hpp"
 #include "notify.hpp"
 #include "pair.hpp"
 #include "probe.hpp"
 #include "sd_notify.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
+#include "writer.hpp"
 
 namespace vac {
 
@@ -28,10 +31,7 @@ class Supervisor : public ServiceHost {
   int run();  // returns the process exit code
 
   // ServiceHost
-  pid_t start_child(const SpawnSpec& spec, std::function<void(pid_t, int)> on_exit,
-                    std::string& err) override;
-  void record_group(pid_t pgid, const std::string& service, const char* role) override;
-  void forget_group(pid_t pgid) override;
+  ChildTable& children() override { return children_; }
   void changed() override;
   const RestartConfig& restart_policy() const override { return config_.restart; }
   std::vector<std::string> base_env() const override { return env_; }
@@ -53,26 +53,33 @@ class Supervisor : public ServiceHost {
   bool healthy() const;
   void on_probe_change(Probe& p);
   bool authorized(const Caller& caller, std::string& why) const;
+  nlohmann::json supervisor_status() const;
+  void start_log_writer();
 
   void on_child(ev::child&, int);
   void on_signal(ev::sig&, int);
   void on_reconcile(ev::idle&, int);
+  void on_drain_poll(ev::timer&, int);
 
   Config config_;
   std::vector<ServiceSpec> initial_specs_;
   StateDir state_;
+  // Before everything that owns a Child: the table outlives them all.
+  ChildTable children_{&state_};
+  GuardLink guard_{children_};
+  BoundedWriter log_writer_{256 * 1024};  // the supervisor's stderr, never blocking the loop
   std::vector<std::unique_ptr<Service>> services_;  // in start order
   std::vector<std::unique_ptr<Service>> retiring_;  // removed by a reload, stopping
   std::vector<std::unique_ptr<Probe>> probes_;
   std::vector<std::unique_ptr<Probe>> retired_probes_;  // until their process is reaped
   std::string base_dir_;                                // the config file's directory
   std::string probes_dir_;                              // the built-in probes
-  std::unordered_map<pid_t, std::function<void(pid_t, int)>> children_;
   std::vector<std::string> env_;
   ControlServer control_;
   ev::child child_watcher_;
   ev::sig sigterm_, sigint_, sighup_;
   ev::idle reconcile_idle_;
+  ev::timer drain_poll_;
   int null_fd_ = -1;
   uint64_t control_refused_ = 0;  // callers not allowed a mutating command
   bool shutting_down_ = false;

@@ -168,7 +168,9 @@ void Node::start() {
   pid_ = fork();
   if (pid_ == 0) {
     setpgid(0, 0);
-    int log = open(path("supervisor.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int log = stderr_fd >= 0 ? stderr_fd
+                             : open(path("supervisor.log").c_str(),
+                                    O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     dup2(log, 1);
     dup2(log, 2);
     std::vector<std::string> args = {VACATAIRE_BIN, "run",         "-c",

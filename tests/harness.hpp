@@ -52,6 +52,7 @@ class Node {
 
   void start();
   std::vector<std::string> run_args;  // more arguments for `vacataire run`
+  int stderr_fd = -1;  // the supervisor's stdout and stderr instead of supervisor.log
   pid_t pid() const { return pid_; }
   int stop(double timeout_s = 20);  // SIGTERM, wait; returns the exit code (-1 on timeout)
   void kill9();                     // SIGKILL the supervisor alone, as a crash would
