@@ -31,6 +31,7 @@ nlohmann::json Supervisor::status() const {
       {"services", services},
       {"probes", probes},
       {"notify", notifier_.status()},
+      {"supervisor", supervisor_status()},
       {"control", {{"refused", {{"busy", control_.refused()}, {"permission", control_refused_}}}}}};
   // Whether this node could take over now, and if not why: /standby and `status` say it.
   std::string blocker = standby_blocker(st);

@@ -373,43 +373,38 @@ TEST_CASE("lines that are not UTF-8, or text cut inside a character, never stop 
       0755);
   n.write("plugin.sh", "#!/bin/sh\nprintf 'CRIT \\351t\\351 | \\377lbl=5\\377;1;2\\n'\nexit 2\n",
           0755);
-  n.configure({
-    {
-      "probes", {
-        {"latin1", probe("./latin1.sh")}, {"cut", probe("./cut.sh")},
-            {"detail", probe("./detail.sh")}, {
-          "plugin", probe("./plugin.sh", {{"protocol", "exit"}})
-        }
-      }
-    }}
-});
-n.run_args = {"--log-format", "json"};  // every log line goes through JSON too
-n.start();
-CHECK(n.wait_probe("latin1", [](const json& p) {
-  return p["last"] == "fail" && detail_has(p, "malformed result line (not valid JSON)");
-}));
-CHECK(n.wait_probe("cut", [](const json& p) {
-  return p["last"] == "fail" && detail_has(p, "malformed result line") && detail_has(p, "...");
-}));
-CHECK(n.wait_probe("detail", [](const json& p) {
-  return p["last"] == "fail" && detail(p) == "d\xc3\xa9j\xc3\xa0 vu";
-}));
-CHECK(n.wait_probe("plugin", [](const json& p) {
-  return p["last"] == "fail" && detail(p) ==
-                                    "CRIT \xef\xbf\xbd"
-                                    "t\xef\xbf\xbd";
-}));
-// Status, in both forms, and the log still work; the supervisor is the same process.
-pid_t pid = n.pid();
-json st = n.status();
-REQUIRE_FALSE(st.empty());
-CHECK(st["probes"]["plugin"]["metrics"].contains("\xef\xbf\xbdlbl"));
-CHECK(n.cli({"status"}).code == 0);
-CHECK(vt::process_exists(pid));
-for (auto& line : vac::split_lines(n.log())) {
-  if (line.empty()) continue;
-  json j = json::parse(line, nullptr, false);
-  CHECK_MESSAGE(j.is_object(), line);
-}
-CHECK(n.stop() == 0);
+  n.configure({{"probes",
+                {{"latin1", probe("./latin1.sh")},
+                 {"cut", probe("./cut.sh")},
+                 {"detail", probe("./detail.sh")},
+                 {"plugin", probe("./plugin.sh", {{"protocol", "exit"}})}}}});
+  n.run_args = {"--log-format", "json"};  // every log line goes through JSON too
+  n.start();
+  CHECK(n.wait_probe("latin1", [](const json& p) {
+    return p["last"] == "fail" && detail_has(p, "malformed result line (not valid JSON)");
+  }));
+  CHECK(n.wait_probe("cut", [](const json& p) {
+    return p["last"] == "fail" && detail_has(p, "malformed result line") && detail_has(p, "...");
+  }));
+  CHECK(n.wait_probe("detail", [](const json& p) {
+    return p["last"] == "fail" && detail(p) == "d\xc3\xa9j\xc3\xa0 vu";
+  }));
+  CHECK(n.wait_probe("plugin", [](const json& p) {
+    return p["last"] == "fail" && detail(p) ==
+                                      "CRIT \xef\xbf\xbd"
+                                      "t\xef\xbf\xbd";
+  }));
+  // Status, in both forms, and the log still work; the supervisor is the same process.
+  pid_t pid = n.pid();
+  json st = n.status();
+  REQUIRE_FALSE(st.empty());
+  CHECK(st["probes"]["plugin"]["metrics"].contains("\xef\xbf\xbdlbl"));
+  CHECK(n.cli({"status"}).code == 0);
+  CHECK(vt::process_exists(pid));
+  for (auto& line : vac::split_lines(n.log())) {
+    if (line.empty()) continue;
+    json j = json::parse(line, nullptr, false);
+    CHECK_MESSAGE(j.is_object(), line);
+  }
+  CHECK(n.stop() == 0);
 }
