@@ -262,6 +262,7 @@ if command -v s6-supervise >/dev/null; then
   s6-supervise "$work/s6" >"$work/s6.log" 2>&1 &
   pids+=($!)
   s6=$!
+  wait_for 20 s6-svok "$work/s6" || fail "s6-supervise did not start on $work/s6"
   s6-svwait -U -t 30000 "$work/s6" || {
     cat "$work/s6.log"
     fail "s6 never saw the supervisor ready"
