@@ -11,6 +11,7 @@
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "node_store.hpp"
+#include "preflight.hpp"
 #include "supervisor.hpp"
 
 namespace vac {
@@ -52,18 +53,7 @@ std::string sibling_executable(const std::string& name, const std::string& insta
 
 // Reads the peer key: at least 32 bytes, and readable by root alone.
 bool load_peer_key(const std::string& path, Key& key, std::string& err) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return err = sys_error(cat("peer.key_file ", path)), false;
-  if (st.st_mode & 077)
-    return err = cat("peer.key_file ", path, " is readable by group or others (chmod 600 ", path,
-                     ")"),
-           false;
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (!parse_key_hex(ss.str(), key, err))
-    return err = cat("peer.key_file ", path, ": ", err), false;
-  return true;
+  return load_key_file(path, key, err);  // the one key-file check (preflight.hpp)
 }
 
 Time Supervisor::now() const {

@@ -79,7 +79,7 @@ TEST_CASE("broken service directories name the file at fault") {
   CHECK(has(errors, d + "/badtimeout/timeout-stop: bad duration \"soon\""));
   CHECK(has(errors, d + "/badsignal/down-signal: unknown signal \"FOO\""));
   CHECK(has(errors, d + "/badfinish/finish: not an executable file"));
-  CHECK(has(errors, d + "/unreadable/depends: not a regular file"));
+  CHECK(has(errors, d + "/unreadable/depends: is a directory, not a file"));
   CHECK(has(errors, d + "/nolog/log/run: missing or not executable"));
 }
 
