@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "common/log.hpp"
+#include "metrics.hpp"
 
 namespace vac {
 
@@ -47,10 +48,16 @@ double ms_since(Clock::time_point t) {
 bool parse_linkd_config(const json& j, LinkdConfig& c, std::string& err) {
   try {
     c.node = j.at("node").get<std::string>();
-    c.peer = j.at("peer").get<std::string>();
-    for (auto& l : j.at("links")) c.links.push_back({l.at("listen"), l.at("peer")});
-    if (c.links.empty()) return err = "no links", false;
-    if (!parse_key_hex(j.at("key").get<std::string>(), c.key, err)) return false;
+    if (const json& e = j.value("endpoints", json::object()); !e.empty())
+      c.endpoints = {e.value("http", ""), e.value("agent_check", ""),
+                     e.value("agent_inactive", "down")};
+    for (auto& l : j.value("links", json::array()))
+      c.links.push_back({l.at("listen"), l.at("peer")});
+    if (c.links.empty() && c.endpoints.empty()) return err = "no links and no endpoints", false;
+    if (!c.links.empty()) {
+      c.peer = j.at("peer").get<std::string>();
+      if (!parse_key_hex(j.at("key").get<std::string>(), c.key, err)) return false;
+    }
     c.heartbeat = Duration(j.at("heartbeat_us").get<int64_t>());
     c.dead_after = Duration(j.at("dead_after_us").get<int64_t>());
     c.ts_window = Duration(j.value("ts_window_us", int64_t(60000000)));
@@ -73,7 +80,16 @@ json linkd_config_json(const LinkdConfig& c) {
           {"heartbeat_us", c.heartbeat.count()},
           {"dead_after_us", c.dead_after.count()},
           {"ts_window_us", c.ts_window.count()},
-          {"user", c.user}};
+          {"user", c.user},
+          {"endpoints",
+           {{"http", c.endpoints.http},
+            {"agent_check", c.endpoints.agent_check},
+            {"agent_inactive", c.endpoints.agent_inactive}}}};
+}
+
+Duration supervisor_lease(const LinkdConfig& c) {
+  Duration tick = std::min<Duration>(std::chrono::milliseconds(50), c.heartbeat / 2);
+  return std::max<Duration>(c.dead_after / 2, 3 * tick);
 }
 
 LinkDaemon::LinkDaemon(LinkdConfig config) : config_(std::move(config)) {
@@ -107,6 +123,10 @@ bool LinkDaemon::bind_links(std::string& err) {
       return err = sys_error(cat("cannot bind ", lc.listen)), false;
     links_.push_back(std::move(link));
   }
+  if (!config_.endpoints.empty()) {
+    endpoints_ = std::make_unique<EndpointServer>(config_.endpoints, supervisor_lease(config_));
+    if (!endpoints_->bind(err)) return false;
+  }
   return true;
 }
 
@@ -132,6 +152,11 @@ void LinkDaemon::start() {
   silence_.set<LinkDaemon, &LinkDaemon::on_silence>(this);
   tick_.set<LinkDaemon, &LinkDaemon::on_tick>(this);
   tick_.start(0, seconds(config_.heartbeat));
+  if (endpoints_) {
+    std::string err;
+    endpoints_->set_link_stats([this] { return stats(); });
+    if (!endpoints_->start(err)) emit({{"error", err}});
+  }
   emit({{"ready", {{"links", links_.size()}, {"uid", geteuid()}}}});
 }
 
@@ -157,6 +182,10 @@ void LinkDaemon::on_supervisor_line(std::string_view line) {
   json j = json::parse(line, nullptr, false);
   if (j.is_discarded() || !j.is_object())
     return log_warn("linkd", "ignoring a bad line from the supervisor");
+  if (endpoints_) {
+    endpoints_->heard_supervisor();
+    if (j.contains("status")) endpoints_->set_status(j["status"]);
+  }
   if (j.contains("heartbeat")) {
     json before = heartbeat_;
     heartbeat_ = j["heartbeat"];
@@ -292,6 +321,7 @@ json LinkDaemon::stats() const {
                      {"last_heard_ms", l->heard ? json(heard) : json(nullptr)},
                      {"rtt_ms", l->rtt_ms >= 0 ? json(l->rtt_ms) : json(nullptr)},
                      {"rx", l->rx},
+                     {"kernel_drops", udp_kernel_drops(l->fd)},
                      {"tx", l->tx}});
   }
   return {{"links", links}, {"counters", counters_}, {"peer_alive", peer_alive_}};

@@ -18,6 +18,7 @@
 
 #include "common/config.hpp"
 #include "common/line_reader.hpp"
+#include "endpoint_server.hpp"
 #include "wire.hpp"
 
 namespace vac {
@@ -30,7 +31,11 @@ struct LinkdConfig {
   Duration dead_after = std::chrono::seconds(1);
   Duration ts_window = std::chrono::seconds(60);
   std::string user;
+  EndpointsConfig endpoints;  // with no links, linkd serves only these (a single node)
 };
+
+// How long linkd believes the supervisor after its last line (interfaces: the lease).
+Duration supervisor_lease(const LinkdConfig& c);
 
 bool parse_linkd_config(const nlohmann::json& j, LinkdConfig& out, std::string& err);
 nlohmann::json linkd_config_json(const LinkdConfig& c);  // what the supervisor sends
@@ -86,6 +91,7 @@ class LinkDaemon {
   bool peer_alive_ = false;
   std::chrono::steady_clock::time_point started_, last_heard_{}, last_stats_{};
   std::map<std::string, uint64_t> counters_;
+  std::unique_ptr<EndpointServer> endpoints_;
 };
 
 }  // namespace vac

@@ -69,6 +69,7 @@ class ControlServer {
                        accept_errors = 0;
   };
   const Counters& counters() const { return counters_; }
+  uint64_t refused() const { return counters_.refused_busy; }  // turned away: too many at once
 
  private:
   struct Connection;

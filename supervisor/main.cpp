@@ -13,6 +13,7 @@
 
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
+#include "common/install_dirs.hpp"
 #include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"

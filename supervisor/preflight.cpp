@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "common/file_util.hpp"
+#include "common/install_dirs.hpp"
 #include "common/text.hpp"
 #include "probe.hpp"
 

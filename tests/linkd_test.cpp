@@ -15,6 +15,7 @@
 #include <csignal>
 
 #include "common/line_reader.hpp"
+#include "common/link_messages.hpp"
 #include "harness.hpp"
 #include "linkd.hpp"
 
@@ -126,6 +127,158 @@ int64_t now_ms() {
       .count();
 }
 }  // namespace
+
+TEST_CASE("link lines: every supervisor -> linkd line round-trips through the codec") {
+  LinkdSettings s;
+  s.node = "web1", s.peer = "web2", s.key_hex = std::string(64, 'a'), s.user = "nobody";
+  s.links = {{"127.0.0.1:1", "127.0.0.1:2"}, {"[::1]:3", "[::1]:4"}};
+  s.heartbeat = std::chrono::milliseconds(100), s.dead_after = std::chrono::milliseconds(700);
+  s.endpoints.http = "127.0.0.1:8080";
+  std::string err;
+  auto c = decode_to_linkd(encode_config_line(s), err);
+  REQUIRE_MESSAGE(c, err);
+  CHECK(c->kind == ToLinkd::config);
+  CHECK(c->settings.node == "web1");
+  CHECK(c->settings.links.size() == 2);
+  CHECK(c->settings.links[1].peer == "[::1]:4");
+  CHECK(c->settings.key_hex == s.key_hex);
+  CHECK(c->settings.heartbeat == std::chrono::milliseconds(100));
+  CHECK(c->settings.dead_after == std::chrono::milliseconds(700));
+  CHECK(c->settings.user == "nobody");
+  CHECK(c->settings.endpoints.http == "127.0.0.1:8080");
+
+  NodeReport r{"active", 7, true, "standby"};
+  auto h = decode_to_linkd(encode_heartbeat_line(r), err);
+  REQUIRE_MESSAGE(h, err);
+  CHECK(h->kind == ToLinkd::heartbeat);
+  CHECK(h->report == r);
+  auto sd = decode_to_linkd(encode_send_line(PeerKind::quiesce, r), err);
+  REQUIRE_MESSAGE(sd, err);
+  CHECK(sd->kind == ToLinkd::send);
+  CHECK(sd->command == PeerKind::quiesce);
+  CHECK(sd->report == r);
+  auto st = decode_to_linkd(encode_status_line({{"node", {{"name", "web1"}}}}), err);
+  REQUIRE_MESSAGE(st, err);
+  CHECK(st->status_doc["node"]["name"] == "web1");
+  auto rq = decode_to_linkd(encode_stats_request_line(), err);
+  REQUIRE_MESSAGE(rq, err);
+  CHECK(rq->kind == ToLinkd::stats);
+  // The lease follows interfaces: max(dead_after / 2, 3 ticks), tick = min(50 ms, heartbeat / 2).
+  CHECK(supervisor_tick(std::chrono::milliseconds(200)) == std::chrono::milliseconds(50));
+  CHECK(supervisor_tick(std::chrono::milliseconds(40)) == std::chrono::milliseconds(20));
+  CHECK(supervisor_lease(std::chrono::milliseconds(200), std::chrono::seconds(1)) ==
+        std::chrono::milliseconds(500));
+  CHECK(supervisor_lease(std::chrono::milliseconds(200), std::chrono::milliseconds(200)) ==
+        std::chrono::milliseconds(150));
+}
+
+TEST_CASE("link lines: every linkd -> supervisor line round-trips through the codec") {
+  std::string err;
+  auto rd = decode_from_linkd(encode_ready_line(2, 65534), err);
+  REQUIRE_MESSAGE(rd, err);
+  CHECK(rd->kind == FromLinkd::ready);
+  CHECK(rd->links == 2);
+  CHECK(rd->uid == 65534);
+  auto e = decode_from_linkd(encode_error_line("cannot bind \xff"), err);
+  REQUIRE_MESSAGE(e, err);
+  CHECK(e->message.rfind("cannot bind", 0) == 0);
+  auto l = decode_from_linkd(encode_lost_line(), err);
+  REQUIRE_MESSAGE(l, err);
+  CHECK(l->kind == FromLinkd::lost);
+  auto p = decode_from_linkd(
+      encode_peer_line({PeerKind::stopped, {"stopping", 3, false, "master"}}), err);
+  REQUIRE_MESSAGE(p, err);
+  CHECK(p->peer_value.kind == PeerKind::stopped);
+  CHECK(p->peer_value.report == NodeReport{"stopping", 3, false, "master"});
+  LinkdStats s;
+  s.links.push_back({"127.0.0.1:1", "127.0.0.1:2", true, 12.5, std::nullopt, 4, 5, 6});
+  s.datagrams = {{"ok", 3}, {"bad_tag", 9}};
+  s.kernel_drops = 6, s.peer_alive = true, s.supervisor_fresh = true, s.commands_pending = 1;
+  auto sl = decode_from_linkd(encode_stats_line(s), err);
+  REQUIRE_MESSAGE(sl, err);
+  auto& t = sl->stats_value;
+  REQUIRE(t.links.size() == 1);
+  CHECK(t.links[0].up);
+  CHECK(t.links[0].last_heard_ms == 12.5);
+  CHECK_FALSE(t.links[0].rtt_ms);
+  CHECK(t.links[0].kernel_drops == 6);
+  CHECK(t.datagrams.at("bad_tag") == 9);
+  CHECK(t.kernel_drops == 6);
+  CHECK(t.peer_alive);
+  CHECK(t.supervisor_fresh);
+  CHECK(t.commands_pending == 1);
+}
+
+TEST_CASE("link lines: wrong types and shapes are errors naming the field, never exceptions") {
+  struct Case {
+    const char* line;
+    const char* error;
+  };
+  Case to_linkd[] = {
+      {"", "not JSON"},
+      {"[1]", "expected a JSON object"},
+      {R"({"heartbeat":{},"send":{}})", "exactly one key"},
+      {R"({"hello":1})", "unknown kind \"hello\""},
+      {R"({"heartbeat":{"state":5,"epoch":1,"healthy":true,"role":"master"}})",
+       "heartbeat line: field \"state\" must be a string"},
+      {R"({"heartbeat":{"state":"active","epoch":-1,"healthy":true,"role":"master"}})",
+       "field \"epoch\" must be a non-negative integer"},
+      {R"({"heartbeat":{"state":"active","epoch":1,"healthy":"yes","role":"master"}})",
+       "field \"healthy\" must be true or false"},
+      {R"({"heartbeat":{"state":"active","epoch":1,"healthy":true}})", "missing field \"role\""},
+      {R"({"heartbeat":{"state":"active","epoch":1,"healthy":true,"role":"boss"}})",
+       "\"role\" must be \"master\" or \"standby\""},
+      {R"({"heartbeat":{"state":"Active!","epoch":1,"healthy":true,"role":"master"}})",
+       "not a node state name"},
+      {R"({"send":{"kind":"heartbeat","state":"active","epoch":1,"healthy":true,"role":"master"}})",
+       "send line: field \"kind\" must be \"takeover\""},
+      {R"({"status":[]})", "status line: expected a JSON object"},
+      {R"({"config":{"node":"a","peer":"b","links":[],"key":"00","heartbeat_us":1,"dead_after_us":2}})",
+       "at least one link"},
+      {R"({"config":{"node":"a","peer":"b","links":[{"listen":1}],"key":"00","heartbeat_us":1,"dead_after_us":2}})",
+       "config line: links[0]: field \"listen\" must be a string"},
+      {R"({"config":{"node":"a","peer":"b","links":[{"listen":"x","peer":"y"}],"key":"0g","heartbeat_us":1,"dead_after_us":2}})",
+       "field \"key\" must be hexadecimal"},
+      {R"({"config":{"node":"a","peer":"b","links":[{"listen":"x","peer":"y"}],"key":"00","heartbeat_us":0,"dead_after_us":2}})",
+       "field \"heartbeat_us\" must be between"},
+      {R"({"config":{"node":"a","peer":"a","links":[{"listen":"x","peer":"y"}],"key":"00","heartbeat_us":1,"dead_after_us":2}})",
+       "must differ"},
+      {R"({"config":{"node":"a","peer":"b","links":[{"listen":"x","peer":"y"}],"key":"00","heartbeat_us":1,"dead_after_us":2,"endpoints":{"http":80}}})",
+       "config line: endpoints: field \"http\" must be a string"},
+  };
+  for (auto& c : to_linkd) {
+    std::string err;
+    CAPTURE(c.line);
+    CHECK_FALSE(decode_to_linkd(c.line, err));
+    CHECK_MESSAGE(err.find(c.error) != std::string::npos, err);
+  }
+  Case from_linkd[] = {
+      {"{\"error\":", "not JSON"},
+      {R"({"ready":{"links":"2"}})", "ready line: field \"links\" must be a non-negative integer"},
+      {R"({"error":5})", "error line: expected a string"},
+      {R"({"lost":false})", "lost line: expected true"},
+      {R"({"peer":{"kind":"hello","state":"active","epoch":1,"healthy":true,"role":"master"}})",
+       "peer line: field \"kind\" is not a peer message kind"},
+      {R"({"peer":{"kind":"takeover","state":"active","epoch":1.5,"healthy":true,"role":"master"}})",
+       "field \"epoch\" must be a non-negative integer"},
+      {R"({"stats":{"links":[{"listen":"a","peer":"b","up":1}],"datagrams":{},"peer_alive":true}})",
+       "stats line: links[0]: field \"up\" must be true or false"},
+      {R"({"stats":{"links":[],"datagrams":{"ok":-1},"peer_alive":true}})",
+       "stats line: datagrams: field \"ok\" must be a non-negative integer"},
+      {R"({"stats":{"links":[{"listen":"a","peer":"b","up":true,"rtt_ms":"x"}],"datagrams":{},"peer_alive":true}})",
+       "field \"rtt_ms\" must be a number"},
+  };
+  for (auto& c : from_linkd) {
+    std::string err;
+    CAPTURE(c.line);
+    CHECK_FALSE(decode_from_linkd(c.line, err));
+    CHECK_MESSAGE(err.find(c.error) != std::string::npos, err);
+  }
+  // Bytes that are not UTF-8 anywhere in a line are an error, not an abort.
+  std::string err;
+  CHECK_FALSE(decode_to_linkd("{\"heartbeat\":{\"state\":\"\xff\"}}", err));
+  CHECK_FALSE(decode_from_linkd("{\"error\":\"\xc3\"}", err));
+}
 
 TEST_CASE("datagrams: sealed, opened, and refused when forged or malformed") {
   REQUIRE(sodium_init() >= 0);

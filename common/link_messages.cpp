@@ -1,0 +1,325 @@
+#include "link_messages.hpp"
+
+#include <algorithm>
+
+#include "json_util.hpp"
+#include "text.hpp"
+
+namespace vac {
+
+using json = nlohmann::json;
+
+namespace {
+// Longer durations than this are configuration mistakes, and would overflow the timers.
+constexpr int64_t kMaxDurationUs = int64_t(24) * 3600 * 1000000;
+
+std::string line_of(const json& j) {
+  return dump_json(j) + "\n";
+}
+
+// The one key of a line, which names its kind; err when there is not exactly one.
+const json* only_member(const json& j, std::string& key, std::string& err, const std::string& who) {
+  if (!j.is_object()) return err = cat(who, ": expected a JSON object"), nullptr;
+  if (j.size() != 1)
+    return err = cat(who, ": expected exactly one key (the line's kind), got ", j.size()), nullptr;
+  key = j.begin().key();
+  return &j.begin().value();
+}
+
+// A node state name: lowercase letters and underscores, as the core spells them.
+bool state_shaped(const std::string& s) {
+  return !s.empty() && s.size() <= 32 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= 'a' && c <= 'z') || c == '_'; });
+}
+
+json report_json(const NodeReport& r) {
+  return {{"state", r.state}, {"epoch", r.epoch}, {"healthy", r.healthy}, {"role", r.role}};
+}
+
+// Reads state, epoch, healthy and role from f, all required.
+NodeReport read_report(Fields& f) {
+  NodeReport r;
+  r.state = f.str("state", "", true);
+  r.epoch = f.uinteger("epoch", 0, true);
+  r.healthy = f.boolean("healthy", false, true);
+  r.role = f.str("role", "", true);
+  if (f.ok() && !state_shaped(r.state))
+    f.fail(cat("field \"state\" is not a node state name: ", quote(utf8_prefix(r.state, 40))));
+  if (f.ok() && r.role != "master" && r.role != "standby")
+    f.fail(cat("field \"role\" must be \"master\" or \"standby\", not ", quote(r.role)));
+  return r;
+}
+
+Duration read_duration(Fields& f, const char* key) {
+  int64_t us = f.integer(key, 0, true);
+  if (f.ok() && (us <= 0 || us > kMaxDurationUs))
+    f.fail(cat("field ", quote(key), " must be between 1 and ", kMaxDurationUs, " microseconds"));
+  return Duration(us);
+}
+
+std::optional<LinkdSettings> read_settings(const json& j, std::string& err) {
+  LinkdSettings s;
+  Fields f(j, "config line");
+  s.node = f.str("node", "", true);
+  s.peer = f.str("peer", "", true);
+  s.key_hex = f.str("key", "", true);
+  s.heartbeat = read_duration(f, "heartbeat_us");
+  s.dead_after = read_duration(f, "dead_after_us");
+  s.user = f.str("user");
+  const json& links = f.sub("links", "array", true);
+  const json& endpoints = f.sub("endpoints", "object");
+  if (f.ok() && (s.node.empty() || s.peer.empty()))
+    f.fail("fields \"node\" and \"peer\" must not be empty");
+  if (f.ok() && s.node == s.peer) f.fail("fields \"node\" and \"peer\" must differ");
+  if (f.ok() && links.empty()) f.fail("field \"links\" must hold at least one link");
+  if (f.ok() && (s.key_hex.empty() || s.key_hex.size() % 2 != 0 ||
+                 !std::all_of(s.key_hex.begin(), s.key_hex.end(), [](char c) {
+                   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+                          (c >= 'A' && c <= 'F');
+                 })))
+    f.fail("field \"key\" must be hexadecimal");
+  if (!f.ok()) return err = f.error(), std::nullopt;
+  for (size_t i = 0; i < links.size(); ++i) {
+    Fields l(links[i], cat("config line: links[", i, "]"));
+    LinkConfig lc{l.str("listen", "", true), l.str("peer", "", true)};
+    if (!l.ok()) return err = l.error(), std::nullopt;
+    s.links.push_back(std::move(lc));
+  }
+  if (endpoints.is_object()) {
+    Fields e(endpoints, "config line: endpoints");
+    s.endpoints.http = e.str("http");
+    s.endpoints.agent_check = e.str("agent_check");
+    if (!e.ok()) return err = e.error(), std::nullopt;
+  }
+  return s;
+}
+
+std::optional<double> read_optional_number(Fields& f, const char* key) {
+  if (!f.has(key) || f.sub(key).is_null()) return std::nullopt;
+  return f.number(key);
+}
+
+json optional_json(const std::optional<double>& v) {
+  return v ? json(*v) : json(nullptr);
+}
+
+std::optional<LinkdStats> read_stats(const json& j, std::string& err) {
+  LinkdStats s;
+  Fields f(j, "stats line");
+  const json& links = f.sub("links", "array", true);
+  const json& datagrams = f.sub("datagrams", "object", true);
+  s.kernel_drops = f.uinteger("kernel_drops");
+  s.peer_alive = f.boolean("peer_alive", false, true);
+  s.supervisor_fresh = f.boolean("supervisor_fresh");
+  s.commands_pending = f.uinteger("commands_pending");
+  if (!f.ok()) return err = f.error(), std::nullopt;
+  for (size_t i = 0; i < links.size(); ++i) {
+    Fields l(links[i], cat("stats line: links[", i, "]"));
+    LinkStats ls;
+    ls.listen = l.str("listen", "", true);
+    ls.peer = l.str("peer", "", true);
+    ls.up = l.boolean("up", false, true);
+    ls.last_heard_ms = read_optional_number(l, "last_heard_ms");
+    ls.rtt_ms = read_optional_number(l, "rtt_ms");
+    ls.rx = l.uinteger("rx");
+    ls.tx = l.uinteger("tx");
+    ls.kernel_drops = l.uinteger("kernel_drops");
+    if (!l.ok()) return err = l.error(), std::nullopt;
+    s.links.push_back(std::move(ls));
+  }
+  Fields d(datagrams, "stats line: datagrams");
+  for (auto& item : datagrams.items()) {
+    s.datagrams[item.key()] = d.uinteger(item.key().c_str());
+    if (!d.ok()) return err = d.error(), std::nullopt;
+  }
+  return s;
+}
+}  // namespace
+
+Duration supervisor_tick(Duration heartbeat) {
+  return std::min<Duration>(std::chrono::milliseconds(50), heartbeat / 2);
+}
+
+Duration supervisor_lease(Duration heartbeat, Duration dead_after) {
+  return std::max<Duration>(dead_after / 2, 3 * supervisor_tick(heartbeat));
+}
+
+const char* to_string(PeerKind k) {
+  switch (k) {
+    case PeerKind::heartbeat:
+      return "heartbeat";
+    case PeerKind::takeover:
+      return "takeover";
+    case PeerKind::quiesce:
+      return "quiesce";
+    case PeerKind::stopped:
+      return "stopped";
+  }
+  return "heartbeat";
+}
+
+bool parse_peer_kind(std::string_view s, PeerKind& out) {
+  for (PeerKind k : {PeerKind::heartbeat, PeerKind::takeover, PeerKind::quiesce, PeerKind::stopped})
+    if (s == to_string(k)) return out = k, true;
+  return false;
+}
+
+// ---- supervisor -> linkd ----
+
+std::string encode_config_line(const LinkdSettings& s) {
+  json links = json::array();
+  for (auto& l : s.links) links.push_back({{"listen", l.listen}, {"peer", l.peer}});
+  json c = {{"node", s.node},
+            {"peer", s.peer},
+            {"links", links},
+            {"key", s.key_hex},
+            {"heartbeat_us", s.heartbeat.count()},
+            {"dead_after_us", s.dead_after.count()},
+            {"user", s.user}};
+  if (!s.endpoints.http.empty() || !s.endpoints.agent_check.empty())
+    c["endpoints"] = {{"http", s.endpoints.http}, {"agent_check", s.endpoints.agent_check}};
+  return line_of({{"config", c}});
+}
+
+std::string encode_heartbeat_line(const NodeReport& r) {
+  return line_of({{"heartbeat", report_json(r)}});
+}
+
+std::string encode_send_line(PeerKind command, const NodeReport& r) {
+  json m = report_json(r);
+  m["kind"] = to_string(command);
+  return line_of({{"send", m}});
+}
+
+std::string encode_status_line(const json& status) {
+  return line_of({{"status", status}});
+}
+
+std::string encode_stats_request_line() {
+  return line_of({{"stats", true}});
+}
+
+std::optional<ToLinkd> decode_to_linkd(std::string_view line, std::string& err) {
+  auto j = parse_json(line, err);
+  if (!j) return err = cat("line from the supervisor is not JSON: ", err), std::nullopt;
+  std::string key;
+  const json* v = only_member(*j, key, err, "line from the supervisor");
+  if (!v) return std::nullopt;
+  ToLinkd out;
+  if (key == "config") {
+    out.kind = ToLinkd::config;
+    auto s = read_settings(*v, err);
+    if (!s) return std::nullopt;
+    out.settings = std::move(*s);
+  } else if (key == "heartbeat") {
+    out.kind = ToLinkd::heartbeat;
+    Fields f(*v, "heartbeat line");
+    out.report = read_report(f);
+    if (!f.ok()) return err = f.error(), std::nullopt;
+  } else if (key == "send") {
+    out.kind = ToLinkd::send;
+    Fields f(*v, "send line");
+    std::string kind = f.str("kind", "", true);
+    out.report = read_report(f);
+    if (f.ok() && (!parse_peer_kind(kind, out.command) || !is_command(out.command)))
+      f.fail(cat("field \"kind\" must be \"takeover\", \"quiesce\" or \"stopped\", not ",
+                 quote(utf8_prefix(kind, 40))));
+    if (!f.ok()) return err = f.error(), std::nullopt;
+  } else if (key == "status") {
+    out.kind = ToLinkd::status;
+    if (!v->is_object()) return err = "status line: expected a JSON object", std::nullopt;
+    out.status_doc = *v;
+  } else if (key == "stats") {
+    out.kind = ToLinkd::stats;
+  } else {
+    return err = cat("line from the supervisor: unknown kind ", quote(utf8_prefix(key, 40))),
+           std::nullopt;
+  }
+  return out;
+}
+
+// ---- linkd -> supervisor ----
+
+json stats_json(const LinkdStats& s) {
+  json links = json::array();
+  for (auto& l : s.links)
+    links.push_back({{"listen", l.listen},
+                     {"peer", l.peer},
+                     {"up", l.up},
+                     {"last_heard_ms", optional_json(l.last_heard_ms)},
+                     {"rtt_ms", optional_json(l.rtt_ms)},
+                     {"rx", l.rx},
+                     {"tx", l.tx},
+                     {"kernel_drops", l.kernel_drops}});
+  json datagrams = json::object();
+  for (auto& [verdict, n] : s.datagrams) datagrams[verdict] = n;
+  return {{"links", links},
+          {"datagrams", datagrams},
+          {"kernel_drops", s.kernel_drops},
+          {"peer_alive", s.peer_alive},
+          {"supervisor_fresh", s.supervisor_fresh},
+          {"commands_pending", s.commands_pending}};
+}
+
+std::string encode_ready_line(uint64_t links, uid_t uid) {
+  return line_of({{"ready", {{"links", links}, {"uid", uid}}}});
+}
+
+std::string encode_error_line(std::string_view message) {
+  return line_of({{"error", std::string(message)}});
+}
+
+std::string encode_stats_line(const LinkdStats& s) {
+  return line_of({{"stats", stats_json(s)}});
+}
+
+std::string encode_lost_line() {
+  return line_of({{"lost", true}});
+}
+
+std::string encode_peer_line(const PeerLine& p) {
+  json m = report_json(p.report);
+  m["kind"] = to_string(p.kind);
+  return line_of({{"peer", m}});
+}
+
+std::optional<FromLinkd> decode_from_linkd(std::string_view line, std::string& err) {
+  auto j = parse_json(line, err);
+  if (!j) return err = cat("line from linkd is not JSON: ", err), std::nullopt;
+  std::string key;
+  const json* v = only_member(*j, key, err, "line from linkd");
+  if (!v) return std::nullopt;
+  FromLinkd out;
+  if (key == "ready") {
+    out.kind = FromLinkd::ready;
+    Fields f(*v, "ready line");
+    out.links = f.uinteger("links", 0, true);
+    out.uid = f.integer("uid", -1);
+    if (!f.ok()) return err = f.error(), std::nullopt;
+  } else if (key == "error") {
+    out.kind = FromLinkd::error;
+    if (!v->is_string()) return err = "error line: expected a string", std::nullopt;
+    out.message = v->get_ref<const std::string&>();
+  } else if (key == "stats") {
+    out.kind = FromLinkd::stats;
+    auto s = read_stats(*v, err);
+    if (!s) return std::nullopt;
+    out.stats_value = std::move(*s);
+  } else if (key == "lost") {
+    out.kind = FromLinkd::lost;
+    if (*v != true) return err = "lost line: expected true", std::nullopt;
+  } else if (key == "peer") {
+    out.kind = FromLinkd::peer;
+    Fields f(*v, "peer line");
+    std::string kind = f.str("kind", "", true);
+    out.peer_value.report = read_report(f);
+    if (f.ok() && !parse_peer_kind(kind, out.peer_value.kind))
+      f.fail(cat("field \"kind\" is not a peer message kind: ", quote(utf8_prefix(kind, 40))));
+    if (!f.ok()) return err = f.error(), std::nullopt;
+  } else {
+    return err = cat("line from linkd: unknown kind ", quote(utf8_prefix(key, 40))), std::nullopt;
+  }
+  return out;
+}
+
+}  // namespace vac

@@ -1,0 +1,121 @@
+// The lines between the supervisor and vacataire-linkd (JSON lines on linkd's stdin and
+// stdout; see vacataire-linkd(8)), one typed codec used by both ends. Every line is one JSON
+// object whose single key names its kind. Decoders never throw: they return a value, or
+// nullopt with err naming the line kind and the field that is wrong.
+#pragma once
+
+#include <sys/types.h>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config.hpp"
+#include "duration.hpp"
+
+namespace vac {
+
+// The supervisor's loop period: it feeds linkd a heartbeat line on every tick.
+Duration supervisor_tick(Duration heartbeat);  // min(50 ms, heartbeat / 2)
+// How long linkd keeps heartbeating without a line from the supervisor: max(dead_after / 2,
+// 3 ticks). After that the node is not advertised, so the peer loses it after dead_after.
+Duration supervisor_lease(Duration heartbeat, Duration dead_after);
+
+// What this node's heartbeats and commands say about it. state is a node state name as the
+// supervisor spells it (checked for shape here; the supervisor's core checks the name).
+struct NodeReport {
+  std::string state = "passive";
+  uint64_t epoch = 0;
+  bool healthy = false;
+  std::string role = "master";  // the configured role: "master" or "standby"
+
+  bool operator==(const NodeReport&) const = default;
+};
+
+enum class PeerKind { heartbeat, takeover, quiesce, stopped };
+const char* to_string(PeerKind k);
+bool parse_peer_kind(std::string_view s, PeerKind& out);
+inline bool is_command(PeerKind k) {
+  return k != PeerKind::heartbeat;
+}
+
+// The HTTP and agent-check listeners linkd serves the load balancer on (empty: none).
+struct EndpointsSettings {
+  std::string http;
+  std::string agent_check;
+};
+
+// The first line: everything linkd needs, so it opens no file.
+struct LinkdSettings {
+  std::string node, peer;
+  std::vector<LinkConfig> links;
+  std::string key_hex;  // the pre-shared key, hex; linkd keeps it decoded in locked memory
+  Duration heartbeat = std::chrono::milliseconds(200);
+  Duration dead_after = std::chrono::seconds(1);
+  std::string user;  // empty: linkd's default unprivileged user
+  EndpointsSettings endpoints;
+};
+
+// ---- supervisor -> linkd ----
+struct ToLinkd {
+  enum Kind { config, heartbeat, send, status, stats } kind = heartbeat;
+  LinkdSettings settings;                 // config
+  NodeReport report;                      // heartbeat, send
+  PeerKind command = PeerKind::takeover;  // send
+  nlohmann::json status_doc;              // status: the `vacataire status --json` document
+};
+
+std::string encode_config_line(const LinkdSettings& s);
+std::string encode_heartbeat_line(const NodeReport& r);  // the supervisor's lease, every tick
+std::string encode_send_line(PeerKind command, const NodeReport& r);
+std::string encode_status_line(const nlohmann::json& status);
+std::string encode_stats_request_line();  // {"stats":true}: a stats line now, please
+std::optional<ToLinkd> decode_to_linkd(std::string_view line, std::string& err);
+
+// ---- linkd -> supervisor ----
+struct LinkStats {
+  std::string listen, peer;
+  bool up = false;
+  std::optional<double> last_heard_ms, rtt_ms;
+  uint64_t rx = 0, tx = 0;
+  uint64_t kernel_drops = 0;  // datagrams the kernel dropped on this socket (SO_RXQ_OVFL)
+};
+
+struct LinkdStats {
+  std::vector<LinkStats> links;
+  // Datagrams received, by verdict: ok, foreign_address, oversized, bad_tag, malformed,
+  // wrong_sender, wrong_link, replay, stale_session, unconfirmed.
+  std::map<std::string, uint64_t> datagrams;
+  uint64_t kernel_drops = 0;
+  bool peer_alive = false;
+  bool supervisor_fresh = false;  // lines came from the supervisor within its lease
+  uint64_t commands_pending = 0;
+};
+nlohmann::json stats_json(const LinkdStats& s);  // also what status shows
+
+struct PeerLine {
+  PeerKind kind = PeerKind::heartbeat;
+  NodeReport report;
+};
+
+struct FromLinkd {
+  enum Kind { ready, error, stats, lost, peer } kind = error;
+  uint64_t links = 0;      // ready
+  int64_t uid = -1;        // ready: the uid linkd runs as
+  std::string message;     // error
+  LinkdStats stats_value;  // stats
+  PeerLine peer_value;     // peer
+};
+
+std::string encode_ready_line(uint64_t links, uid_t uid);
+std::string encode_error_line(std::string_view message);
+std::string encode_stats_line(const LinkdStats& s);
+std::string encode_lost_line();
+std::string encode_peer_line(const PeerLine& p);
+std::optional<FromLinkd> decode_from_linkd(std::string_view line, std::string& err);
+
+}  // namespace vac
