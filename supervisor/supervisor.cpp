@@ -310,7 +310,7 @@ void Supervisor::reload() {
   LoadedNode loaded;
   if (!load_node(config_.file, loaded, errors)) {
     for (auto& e : errors) log_error("reload", e);
-    log_error("reload", "configuration not reloaded; still running the previous one");
+    log_error("reload", "configuration and services not reloaded; still running the previous ones");
     return;
   }
   Config& next = loaded.config;

@@ -188,8 +188,7 @@ TEST_CASE("bad knob bytes: check-config exits 3 and SIGHUP keeps the supervisor 
     CHECK(vt::eventually([&] {
       std::string log = n.log();
       size_t count = 0;
-      for (size_t at = 0; (at = log.find("configuration not reloaded", at)) != std::string::npos;
-           ++at)
+      for (size_t at = 0; (at = log.find("services not reloaded", at)) != std::string::npos; ++at)
         ++count;
       return count == reloads;
     }));
