@@ -349,7 +349,7 @@ TEST_CASE("check-config finds probes whose program is missing") {
   CHECK(r.code == 3);
   CHECK(r.out.find("probes.typo.exec: \"memchek\" is neither a built-in probe") !=
         std::string::npos);
-  CHECK(r.out.find("probes.gone.exec: " + n.dir + "/./gone.sh is not executable") !=
+  CHECK(r.out.find("probes.gone.exec: " + n.dir + "/./gone.sh: No such file or directory") !=
         std::string::npos);
   CHECK(r.out.find("probes.fine") == std::string::npos);
   CHECK(r.out.find("probes.builtin") == std::string::npos);
