@@ -58,11 +58,14 @@ struct Supervisor {
     bench::remove_tree(dir);
   }
   json status() {
-    json reply;
+    vac::ControlReply reply;
     std::string err;
-    if (vac::control_call(dir + "/control.sock", {{"cmd", "status"}}, reply, err, 5) != 0)
+    if (vac::control_call(dir + "/control.sock",
+                          vac::ControlRequest::of(vac::ControlRequest::Cmd::status), reply, err,
+                          5) != 0 ||
+        !reply.body["status"].is_object())
       return json::object();
-    return reply.value("status", json::object());
+    return reply.body["status"];
   }
   // Waits until every probe has done at least n checks (bounded by a deadline).
   bool wait_checks(long n, std::chrono::seconds limit) {

@@ -2,12 +2,11 @@
 
 #include <unistd.h>
 #include <cstdlib>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "file_util.hpp"
 #include "text.hpp"
 
 namespace vac {
@@ -152,9 +151,11 @@ class ObjectReader {
   std::vector<std::string> known_;
 };
 
+// Relative paths are relative to the config file's directory, which is itself absolute (see
+// absolute_path), so a path never depends on the directory a command was started from.
 std::string resolve(const std::string& base_dir, const std::string& p) {
   if (p.empty() || p[0] == '/' || base_dir.empty()) return p;
-  return cat(base_dir, '/', p);
+  return base_dir == "/" ? cat('/', p) : cat(base_dir, '/', p);
 }
 
 void read_probe(ObjectReader& r, ProbeConfig& p) {
@@ -165,7 +166,7 @@ void read_probe(ObjectReader& r, ProbeConfig& p) {
       r.error("exec",
               "expected a non-empty array of strings, e.g. [\"pcheck\", \"--name\", \"java\"]");
     else
-      p.exec = e->get<std::vector<std::string>>();
+      for (auto& a : *e) p.exec.push_back(a.get_ref<const std::string&>());
   } else {
     r.error("exec", "missing: the command to run, e.g. [\"pcheck\", \"--name\", \"java\"]");
   }
@@ -185,9 +186,9 @@ void read_address(ObjectReader& r, const std::string& key, std::string& out) {
   std::string s;
   r.str(key, s);
   if (s.empty()) return;
-  std::string host, err;
-  int port = 0;
-  if (!parse_address(s, host, port, err)) return r.error(key, err);
+  Address a;
+  std::string err;
+  if (!parse_address(std::string_view(s), a, err)) return r.error(key, err);
   out = s;
 }
 
@@ -215,29 +216,6 @@ void read_peer(ObjectReader& r, PeerConfig& p, const std::string& base) {
 
 }  // namespace
 
-bool parse_address(const std::string& text, std::string& host, int& port, std::string& err) {
-  std::string port_s;
-  if (!text.empty() && text[0] == '[') {
-    auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return err = cat("bad address ", quote(text), ": expected \"[v6-address]:port\""), false;
-    host = text.substr(1, close - 1);
-    port_s = text.substr(close + 2);
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0)
-      return err = cat("bad address ", quote(text), ": expected \"address:port\""), false;
-    host = text.substr(0, colon);
-    port_s = text.substr(colon + 1);
-  }
-  char* end = nullptr;
-  long n = std::strtol(port_s.c_str(), &end, 10);
-  if (port_s.empty() || *end != '\0' || n < 0 || n > 65535)
-    return err = cat("bad address ", quote(text), ": port must be a number from 0 to 65535"), false;
-  port = static_cast<int>(n);
-  return true;
-}
-
 std::string default_config_path() {
   const char* env = std::getenv("VACATAIRE_CONFIG");
   return env && *env ? env : "/etc/vacataire/vacataire.json";
@@ -246,10 +224,9 @@ std::string default_config_path() {
 bool parse_config(const std::string& text, const std::string& file, Config& c,
                   std::vector<std::string>& errors) {
   c = Config{};
-  c.file = file;
-  std::string base;
-  if (auto slash = file.rfind('/'); slash != std::string::npos) base = file.substr(0, slash);
-  if (base.empty() && !file.empty() && file[0] == '/') base = "/";
+  c.file = absolute_path(file);
+  std::string base = c.file.substr(0, c.file.rfind('/'));
+  if (base.empty()) base = "/";
 
   // Duplicate keys are legal JSON but almost always a mistake; keep a set of keys per object.
   std::vector<std::set<std::string>> seen;
@@ -274,16 +251,20 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
     }
     std::string what = e.what();
     if (auto p = what.find("syntax error"); p != std::string::npos) what = what.substr(p);
-    errors.push_back(cat(file, ':', line, ':', col, ": ", what));
+    errors.push_back(cat(c.file, ':', line, ':', col, ": ", what));
+    return false;
+  } catch (const std::exception& e) {
+    // Not a syntax error but a value the parser cannot hold (a number out of range, ...).
+    errors.push_back(cat(c.file, ": ", e.what()));
     return false;
   }
-  for (auto& d : dups) errors.push_back(cat(file, ": duplicate key ", quote(d)));
+  for (auto& d : dups) errors.push_back(cat(c.file, ": duplicate key ", quote(d)));
   if (!j.is_object()) {
-    errors.push_back(cat(file, ": expected a JSON object at the top level"));
+    errors.push_back(cat(c.file, ": expected a JSON object at the top level"));
     return false;
   }
 
-  ObjectReader top(j, "", errors, file);
+  ObjectReader top(j, "", errors, c.file);
   top.object("node", [&](ObjectReader& r) {
     r.str("name", c.node_name);
     r.str("role", c.role, {"master", "standby"});
@@ -311,7 +292,7 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
           top.error(cat("probes.", name), cat("expected an object, got ", type_name(*it)));
           continue;
         }
-        ObjectReader r(*it, cat("probes.", name), errors, file);
+        ObjectReader r(*it, cat("probes.", name), errors, c.file);
         read_probe(r, c.probes[name]);
         r.finish();
       }
@@ -325,22 +306,26 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   top.str("notify_dir", c.notify_dir);
   top.duration("notify_timeout", c.notify_timeout, Duration(1));
   top.str("user", c.user);
+  // Floors that keep backoff working (vacataire.json(5), RESTART): a service that dies young
+  // waits at least backoff, doubling up to backoff_max; one that ran stable_after is restarted
+  // at once. Below these a crashing service would spin.
   top.object("restart", [&](ObjectReader& r) {
-    r.duration("backoff", c.restart.backoff, Duration(1000));
-    r.duration("backoff_max", c.restart.backoff_max, Duration(1000));
-    r.duration("stable_after", c.restart.stable_after, Duration(0));
+    r.duration("backoff", c.restart.backoff, kMinBackoff);
+    r.duration("backoff_max", c.restart.backoff_max, kMinBackoffMax);
+    r.duration("stable_after", c.restart.stable_after, kMinStableAfter);
     r.integer("budget", c.restart.budget, 0, 100000);
     r.duration("budget_window", c.restart.budget_window, Duration(1000));
   });
   top.finish();
 
   if (!c.failover.witness.empty() && !c.probes.count(c.failover.witness))
-    errors.push_back(
-        cat(file, ": failover.witness: no probe named ", quote(c.failover.witness), " in probes"));
+    errors.push_back(cat(c.file, ": failover.witness: no probe named ", quote(c.failover.witness),
+                         " in probes"));
   if (c.restart.backoff_max < c.restart.backoff)
-    errors.push_back(cat(file, ": restart.backoff_max: must not be shorter than restart.backoff"));
+    errors.push_back(
+        cat(c.file, ": restart.backoff_max: must not be shorter than restart.backoff"));
   if (c.peer && c.peer->name == c.node_name && !c.node_name.empty())
-    errors.push_back(cat(file, ": peer.name: the peer cannot have this node's own name"));
+    errors.push_back(cat(c.file, ": peer.name: the peer cannot have this node's own name"));
 
   if (c.node_name.empty()) {
     char host[256] = {};
@@ -352,22 +337,32 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   c.control_socket = resolve(base, c.control_socket);
   if (!c.probes_dir.empty()) c.probes_dir = resolve(base, c.probes_dir);
   if (!c.notify_dir.empty()) c.notify_dir = resolve(base, c.notify_dir);
+  // A probe program named by a path ("./check.sh", "bin/x") is relative to the config file too;
+  // a bare name is looked up at run time (built-ins, then PATH).
+  for (auto& [name, p] : c.probes)
+    if (!p.exec.empty() && p.exec[0].find('/') != std::string::npos)
+      p.exec[0] = resolve(base, p.exec[0]);
   return errors.empty();
 }
 
+std::string absolute_path(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[4096];
+  if (!getcwd(cwd, sizeof cwd)) return path;
+  std::string_view rel = path;
+  while (rel.substr(0, 2) == "./") rel.remove_prefix(2);
+  std::string dir = cwd;
+  return dir == "/" ? cat('/', rel) : cat(dir, '/', rel);
+}
+
 bool load_config(const std::string& file, Config& out, std::vector<std::string>& errors) {
-  std::ifstream in(file);
-  if (!in) {
-    errors.push_back(sys_error(cat("cannot read config ", file)));
+  std::string text, err;
+  std::string abs = absolute_path(file);
+  if (!read_small_file(abs, kMaxConfigBytes, text, err)) {
+    errors.push_back(cat("cannot read config ", abs, ": ", err));
     return false;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) {
-    errors.push_back(sys_error(cat("cannot read config ", file)));
-    return false;
-  }
-  return parse_config(ss.str(), file, out, errors);
+  return parse_config(text, abs, out, errors);
 }
 
 }  // namespace vac

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "address.hpp"
 #include "duration.hpp"
 
 namespace vac {
@@ -84,14 +85,25 @@ struct Config {
   RestartConfig restart;
 };
 
-// Parses text (read from file, which relative paths are resolved against). On failure,
+// Parses text (read from file, which relative paths are resolved against). Every path in the
+// result is absolute, relative ones taken from the config file's directory. On failure,
 // errors holds one message per problem, each starting with the file name.
 bool parse_config(const std::string& text, const std::string& file, Config& out,
                   std::vector<std::string>& errors);
 bool load_config(const std::string& file, Config& out, std::vector<std::string>& errors);
 
-// "host:port" or "[v6]:port"; false with a reason when malformed.
-bool parse_address(const std::string& text, std::string& host, int& port, std::string& err);
+// The config file is read whole; beyond this it is refused rather than read.
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Floors of the restart durations (vacataire.json(5)): below them backoff would not hold back a
+// crashing service, which would then restart many times a second.
+constexpr Duration kMinBackoff = std::chrono::milliseconds(10);
+constexpr Duration kMinBackoffMax = std::chrono::milliseconds(250);
+constexpr Duration kMinStableAfter = std::chrono::milliseconds(250);
+
+// path made absolute against the current directory ("./" prefixes dropped); not resolved
+// through symlinks.
+std::string absolute_path(const std::string& path);
 
 std::string default_config_path();  // $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json
 

@@ -69,7 +69,11 @@ OpenResult open_datagram(std::string_view bytes, const Key& key, Datagram& out) 
   if (sodium_memcmp(tag, bytes.data() + body.size(), kTagBytes) != 0) return OpenResult::bad_tag;
   // Authentic: from here on it is our peer's (or our own) software speaking.
   nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object() || j.value("v", 0) != 1) return OpenResult::malformed;
+  // Typed checks only: value() throws on a wrongly typed field, even behind a good tag.
+  if (j.is_discarded() || !j.is_object()) return OpenResult::malformed;
+  auto v = j.find("v");
+  if (v == j.end() || !v->is_number_integer() || v->get<int64_t>() != 1)
+    return OpenResult::malformed;
   auto from = j.find("from");
   auto boot = j.find("boot");
   auto seq = j.find("seq");

@@ -14,7 +14,7 @@ namespace vac {
 
 namespace {
 nlohmann::json refusal(int code, const std::string& error) {
-  return {{"ok", false}, {"code", code}, {"error", error}};
+  return control_refusal(code, error);
 }
 }  // namespace
 
@@ -40,10 +40,8 @@ nlohmann::json Supervisor::status() const {
 }
 
 bool Supervisor::authorized(const Caller& caller, std::string& why) const {
-  if (caller.uid == 0) return true;
+  if (control_.privileged(caller)) return true;
   if (!config_.control_group.empty()) {
-    if (group* g = getgrnam(config_.control_group.c_str()); g && caller_in_group(caller, g->gr_gid))
-      return true;
     why = cat("permission denied: this command needs root or membership of group ",
               config_.control_group);
   } else {
@@ -54,34 +52,27 @@ bool Supervisor::authorized(const Caller& caller, std::string& why) const {
   return false;
 }
 
-void Supervisor::handle(const nlohmann::json& req, const Caller& caller,
+// Requests arrive decoded and typed (common/control_messages.hpp): a malformed one was already
+// refused by the control server with the codec's reason.
+void Supervisor::handle(const ControlRequest& req, const Caller& caller,
                         ControlServer::Reply reply) {
-  if (!req.is_object() || !req.contains("cmd") || !req["cmd"].is_string())
-    return reply(refusal(exit_code::usage, "bad request: expected {\"cmd\": ...}"));
-  std::string cmd = req["cmd"];
-  if (cmd == "status") return reply({{"ok", true}, {"status", status()}});
-  bool node_cmd = cmd == "takeover" || cmd == "release" || cmd == "recover" || cmd == "maintenance";
-  if (cmd != "svc" && cmd != "probe" && !node_cmd)
-    return reply(refusal(exit_code::usage, cat("unknown command ", quote(cmd))));
+  using C = ControlRequest::Cmd;
+  if (req.cmd == C::status) return reply({{"ok", true}, {"status", status()}});
   std::string why;
   if (!authorized(caller, why)) {
-    log_warn("control", "refused `", cmd, "` from uid ", caller.uid, " (pid ", caller.pid, ")");
+    log_warn("control", "refused `", to_string(req.cmd), "` from uid ", caller.uid, " (pid ",
+             caller.pid, ")");
     ++control_refused_;
     return reply(refusal(exit_code::permission, why));
   }
-  if (cmd == "svc") return reply(handle_svc(req));
-  if (node_cmd) {
-    if (shutting_down_) return reply(refusal(exit_code::failed, "the supervisor is shutting down"));
-    Fields f(req, "control request");
-    bool failback = f.boolean("failback"), on = f.boolean("on", true);
-    if (!f.ok()) return reply(refusal(exit_code::usage, f.error()));
-    return reply(pair_.command(cmd, failback, on));
-  }
-  handle_probe(req, std::move(reply));
+  if (req.cmd == C::svc) return reply(handle_svc(req));
+  if (req.cmd == C::probe) return handle_probe(req, std::move(reply));
+  if (shutting_down_) return reply(refusal(exit_code::failed, "the supervisor is shutting down"));
+  return reply(pair_.command(to_string(req.cmd), req.failback, req.on));
 }
 
-void Supervisor::handle_probe(const nlohmann::json& req, ControlServer::Reply reply) {
-  std::string name = req.value("name", "");
+void Supervisor::handle_probe(const ControlRequest& req, ControlServer::Reply reply) {
+  const std::string& name = req.name;
   std::vector<std::string> names;
   for (auto& p : probes_) {
     names.push_back(p->name());
@@ -107,8 +98,8 @@ void Supervisor::handle_probe(const nlohmann::json& req, ControlServer::Reply re
                     hint.empty() ? "" : cat(" (did you mean ", quote(hint), "?)"))));
 }
 
-nlohmann::json Supervisor::handle_svc(const nlohmann::json& req) {
-  std::string action = req.value("action", ""), name = req.value("name", "");
+nlohmann::json Supervisor::handle_svc(const ControlRequest& req) {
+  const std::string &action = req.action, &name = req.name;
   Service* s = find(name);
   if (!s) {
     std::vector<std::string> names;

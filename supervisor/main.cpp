@@ -1,4 +1,5 @@
 // `vacataire`: the one command-line entry point (see vacataire(8)). CLI11 lives only here.
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -13,9 +14,11 @@
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
 #include "common/install_dirs.hpp"
+#include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
 #include "control.hpp"
+#include "preflight.hpp"
 #include "probe.hpp"
 #include "service_dir.hpp"
 #include "spawn.hpp"
@@ -32,45 +35,25 @@ int fail(int code, const std::string& msg) {
   return code;
 }
 
-bool load(const std::string& path, Config& config, std::vector<ServiceSpec>* specs,
-          std::vector<std::string>& errors) {
-  if (!load_config(path, config, errors)) return false;
-  if (specs) *specs = load_services(config.services_dir, errors);
-  return errors.empty();
+void print_errors(const std::vector<std::string>& errors) {
+  for (auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
+  std::fprintf(stderr, "vacataire: %zu error%s; nothing was started\n", errors.size(),
+               errors.size() == 1 ? "" : "s");
 }
 
+// The same load_node as `run` (preflight.hpp): what run would refuse, this refuses.
 int cmd_check_config(const std::string& path) {
-  Config config;
-  std::vector<ServiceSpec> specs;
+  LoadedNode node;
   std::vector<std::string> errors;
-  if (load(path, config, &specs, errors)) {
-    // A probe whose program cannot be found would only fail at run time: say so now.
-    std::string base = path.find('/') == std::string::npos ? "." : path.substr(0, path.rfind('/'));
-    std::string builtins = config.probes_dir.empty() ? default_probes_dir() : config.probes_dir;
-    Key key;
-    std::string key_err;
-    if (config.peer && !load_peer_key(config.peer->key_file, key, key_err))
-      errors.push_back(cat(path, ": ", key_err));
-    for (auto& [name, p] : config.probes) {
-      std::string exe = Probe::resolve(p.exec[0], base, builtins);
-      if (access(exe.c_str(), X_OK) != 0)
-        errors.push_back(exe.find('/') == std::string::npos
-                             ? cat(path, ": probes.", name, ".exec: ", quote(exe),
-                                   " is neither a built-in probe (in ", builtins, ") nor on PATH")
-                             : cat(path, ": probes.", name, ".exec: ", exe, " is not executable"));
-    }
-  }
-  if (!errors.empty()) {
-    for (auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
-    std::fprintf(stderr, "vacataire: %zu error%s; nothing was started\n", errors.size(),
-                 errors.size() == 1 ? "" : "s");
+  if (!load_node(path, node, errors)) {
+    print_errors(errors);
     return exit_code::config;
   }
   std::string order;
-  for (auto& s : specs) order += (order.empty() ? "" : " ") + s.name;
-  std::printf("%s: ok (node %s, %zu services, %zu probes)\n", path.c_str(),
-              config.node_name.c_str(), specs.size(), config.probes.size());
-  if (!specs.empty()) std::printf("start order: %s\n", order.c_str());
+  for (auto& s : node.specs) order += (order.empty() ? "" : " ") + s.name;
+  std::printf("%s: ok (node %s, %zu services, %zu probes)\n", node.config.file.c_str(),
+              node.config.node_name.c_str(), node.specs.size(), node.config.probes.size());
+  if (!node.specs.empty()) std::printf("start order: %s\n", order.c_str());
   return exit_code::ok;
 }
 
@@ -78,66 +61,72 @@ int cmd_run(const std::string& path) {
   // Whatever fds we were started with must not leak into every service.
   close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
   raise_fd_limit();
-  Config config;
-  std::vector<ServiceSpec> specs;
+  LoadedNode node;
   std::vector<std::string> errors;
-  if (!load(path, config, &specs, errors)) {
+  if (!load_node(path, node, errors)) {
     for (auto& e : errors) log_error("config", e);
+    log_error("config", errors.size(), errors.size() == 1 ? " error" : " errors",
+              "; nothing was started");
     return exit_code::config;
   }
-  Supervisor supervisor(std::move(config), std::move(specs));
+  Supervisor supervisor(std::move(node.config), std::move(node.specs));
   return supervisor.run();
 }
 
-int call(const std::string& path, const nlohmann::json& request, nlohmann::json& reply) {
+// The CLI needs only the socket's path from the config; it does not check the rest (that is
+// check-config's job), so status works even while the config is being edited.
+int call(const std::string& path, const ControlRequest& request, ControlReply& reply) {
   Config config;
   std::vector<std::string> errors;
-  if (!load(path, config, nullptr, errors)) {
+  if (!load_config(path, config, errors)) {
     for (auto& e : errors) std::fprintf(stderr, "%s\n", e.c_str());
     return exit_code::config;
   }
   std::string err;
   int rc = control_call(config.control_socket, request, reply, err);
   if (rc != exit_code::ok) return fail(rc, err);
-  if (!reply.value("ok", false))
-    return fail(reply.value("code", exit_code::failed), reply.value("error", "refused"));
+  if (!reply.ok) return fail(reply.code, reply.error);
   return exit_code::ok;
 }
 
 int cmd_status(const std::string& path, bool json) {
-  nlohmann::json reply;
-  int rc = call(path, {{"cmd", "status"}}, reply);
+  ControlReply reply;
+  int rc = call(path, ControlRequest::of(ControlRequest::Cmd::status), reply);
   if (rc != exit_code::ok) return rc;
+  Fields f(reply.body, "the status reply");
+  const nlohmann::json& status = f.sub("status", "object", true);
+  if (!f.ok()) return fail(exit_code::system, f.error());
   if (json)
-    std::printf("%s\n", reply["status"].dump(2).c_str());
+    std::printf("%s\n", dump_json(status, 2).c_str());
   else
-    std::fputs(render_status(reply["status"]).c_str(), stdout);
+    std::fputs(render_status(status).c_str(), stdout);
   return exit_code::ok;
 }
 
 int cmd_probe(const std::string& path, const std::string& name, bool json) {
-  nlohmann::json reply;
-  int rc = call(path, {{"cmd", "probe"}, {"name", name}}, reply);
+  ControlReply reply;
+  int rc = call(path, ControlRequest::of(ControlRequest::Cmd::probe, name), reply);
   if (rc != exit_code::ok) return rc;
+  std::string err;
+  auto r = decode_probe_reply(reply.body, err);
+  if (!r) return fail(exit_code::system, err);
   if (json) {
-    reply.erase("ok");
-    std::printf("%s\n", reply.dump(2).c_str());
+    reply.body.erase("ok");
+    std::printf("%s\n", dump_json(reply.body, 2).c_str());
   } else {
-    std::printf("%s: %s (%.1fms) %s\nprobe is now %s\n", name.c_str(),
-                reply.value("status", "?").c_str(), reply.value("latency_ms", 0.0),
-                reply.value("detail", "").c_str(), reply.value("state", "?").c_str());
+    std::printf("%s: %s (%.1fms) %s\nprobe is now %s\n", name.c_str(), r->status.c_str(),
+                r->latency_ms, r->detail.c_str(), r->state.c_str());
   }
   // Scripts can branch on the check itself, like a monitoring plugin.
-  std::string status = reply.value("status", "fail");
-  return status == "ok"     ? exit_code::ok
-         : status == "warn" ? exit_code::failed
-                            : exit_code::probe_failed;
+  return r->status == "ok"     ? exit_code::ok
+         : r->status == "warn" ? exit_code::failed
+                               : exit_code::probe_failed;
 }
 
-int cmd_node(const std::string& path, const nlohmann::json& request) {
-  nlohmann::json reply;
+int cmd_node(const std::string& path, const ControlRequest& request) {
+  ControlReply reply;
   int rc = call(path, request, reply);
-  if (rc == exit_code::ok) std::printf("%s\n", reply.value("message", "ok").c_str());
+  if (rc == exit_code::ok) std::printf("%s\n", reply.message.c_str());
   return rc;
 }
 
@@ -163,15 +152,15 @@ int cmd_keygen(const std::string& file, bool force) {
 }
 
 int cmd_svc(const std::string& path, const std::string& action, const std::string& name) {
-  nlohmann::json reply;
-  int rc = call(path, {{"cmd", "svc"}, {"action", action}, {"name", name}}, reply);
-  if (rc == exit_code::ok) std::printf("%s\n", reply.value("message", "ok").c_str());
-  return rc;
+  return cmd_node(path, ControlRequest::of(ControlRequest::Cmd::svc, name, action));
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A supervisor that closes the connection is reported in words (control_call), never a
+  // silent death by SIGPIPE; `run` ignores it too.
+  signal(SIGPIPE, SIG_IGN);
   CLI::App app{"Le Vacataire: a two-node failover supervisor", "vacataire"};
   app.require_subcommand(1);
   std::string config = default_config_path();
@@ -237,6 +226,9 @@ int main(int argc, char** argv) {
     return exit_code::usage;
   }
 
+  // Relative to where the command was started, once: every path in the config is then
+  // relative to the config file's directory, the same for run, check-config and reload.
+  config = absolute_path(config);
   if (*run) {
     Level level = Level::info;
     parse_level(log_level, level);
@@ -247,10 +239,19 @@ int main(int argc, char** argv) {
   if (*status) return cmd_status(config, json);
   if (*svc) return cmd_svc(config, action, name);
   if (*probe) return cmd_probe(config, probe_name, probe_json);
-  if (*takeover) return cmd_node(config, {{"cmd", "takeover"}});
-  if (*release) return cmd_node(config, {{"cmd", "release"}});
-  if (*recover) return cmd_node(config, {{"cmd", "recover"}, {"failback", failback}});
-  if (*maintenance) return cmd_node(config, {{"cmd", "maintenance"}, {"on", onoff == "on"}});
+  using C = ControlRequest::Cmd;
+  if (*takeover) return cmd_node(config, ControlRequest::of(C::takeover));
+  if (*release) return cmd_node(config, ControlRequest::of(C::release));
+  if (*recover) {
+    auto r = ControlRequest::of(C::recover);
+    r.failback = failback;
+    return cmd_node(config, r);
+  }
+  if (*maintenance) {
+    auto r = ControlRequest::of(C::maintenance);
+    r.on = onoff == "on";
+    return cmd_node(config, r);
+  }
   if (*keygen) return cmd_keygen(key_file, force);
   if (*check) return cmd_check_config(config);
   return exit_code::usage;

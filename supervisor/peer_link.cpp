@@ -13,6 +13,7 @@
 #include "common/json_util.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
+#include "preflight.hpp"
 
 namespace vac {
 
@@ -51,18 +52,7 @@ bool message_from_json(const json& j, PeerMessage& m, std::string& err) {
 }  // namespace
 
 bool load_peer_key(const std::string& path, Key& key, std::string& err) {
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return err = sys_error(cat("peer.key_file ", path)), false;
-  if (st.st_mode & 077)
-    return err = cat("peer.key_file ", path, " is readable by group or others (chmod 600 ", path,
-                     ")"),
-           false;
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (!parse_key_hex(ss.str(), key, err))
-    return err = cat("peer.key_file ", path, ": ", err), false;
-  return true;
+  return load_key_file(path, key, err);  // the one key-file check (preflight.hpp)
 }
 
 RestartConfig linkd_restart_policy(Duration dead_after) {

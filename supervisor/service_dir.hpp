@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/duration.hpp"
@@ -39,5 +40,19 @@ ServiceSpec load_service(const std::string& dir, const std::string& name,
                          std::vector<std::string>& errors);
 
 bool parse_signal(const std::string& name, int& sig);
+
+// Knob files are read whole up to this size; a bigger one is refused, never read.
+constexpr size_t kMaxKnobBytes = 64 * 1024;
+
+// The pure half of loading, from bytes (what the fuzzer drives): applies one knob file's
+// content (knob is "depends", "notification-fd", "timeout-stop", "timeout-finish" or
+// "down-signal"; "env/NAME" for an environment file) to spec. Text that is not UTF-8, a NUL
+// byte (outside env/), or a bad value is an error naming path; nothing throws.
+bool apply_knob(std::string_view knob, std::string_view bytes, const std::string& path,
+                ServiceSpec& spec, std::vector<std::string>& errors);
+
+// A service name (a directory name, or a line of `depends`): printable UTF-8, no '/', not
+// starting with '.', at most 255 bytes. Empty err when valid.
+std::string check_service_name(std::string_view name);
 
 }  // namespace vac

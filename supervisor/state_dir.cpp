@@ -2,11 +2,13 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -106,8 +108,38 @@ std::string boot_id() {
   return id;
 }
 
+StateDir::~StateDir() {
+  if (lock_fd_ >= 0) close(lock_fd_);
+}
+
+bool StateDir::lock(std::string& err) {
+  std::string path = dir_ + "/lock";
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+  if (fd < 0) return err = cat("cannot open ", path, ": ", std::strerror(errno)), false;
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char buf[32] = {};
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    if (e != EWOULDBLOCK) return err = cat("cannot lock ", path, ": ", std::strerror(e)), false;
+    busy_ = true;
+    std::string holder(trim(std::string_view(buf, n > 0 ? static_cast<size_t>(n) : 0)));
+    bool numeric = !holder.empty() && holder.find_first_not_of("0123456789") == std::string::npos;
+    return err = cat("state directory ", dir_, " is in use by another supervisor",
+                     numeric ? cat(" (pid ", holder, ")") : std::string(),
+                     "; each supervisor needs its own node.state_dir. Nothing was started."),
+           false;
+  }
+  // Ours now: say who holds it, for the next instance's message and for operators.
+  std::string pid = cat(getpid(), '\n');
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0)
+    log_warn("state", sys_error(cat("cannot write our pid to ", path)));
+  lock_fd_ = fd;
+  return true;
+}
+
 bool StateDir::init(std::string& err) {
-  return mkdir_p(dir_, 0755, err) && mkdir_p(dir_ + "/groups", 0755, err);
+  return mkdir_p(dir_, 0755, err) && lock(err) && mkdir_p(dir_ + "/groups", 0755, err);
 }
 
 void StateDir::record_group(pid_t pgid, const std::string& service, const std::string& role) {

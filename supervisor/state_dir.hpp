@@ -12,11 +12,20 @@
 
 namespace vac {
 
+// The directory is locked for the supervisor's lifetime (flock on DIR/lock, as s6's
+// supervise/lock), so a second instance sharing it refuses to start before it touches
+// anything of the first one's: their records of process groups would look stale to each other.
 class StateDir {
  public:
   explicit StateDir(std::string dir) : dir_(std::move(dir)) {}
-  bool init(std::string& err);  // creates the directories
+  ~StateDir();
+  StateDir(const StateDir&) = delete;
+  StateDir& operator=(const StateDir&) = delete;
+  // Creates the directory, takes the lock (err names the holder's pid when another instance
+  // has it), then creates the rest.
+  bool init(std::string& err);
   const std::string& path() const { return dir_; }
+  bool busy() const { return busy_; }  // init failed because another instance holds the lock
 
   void record_group(pid_t pgid, const std::string& service, const std::string& role);
   void forget_group(pid_t pgid);
@@ -32,7 +41,10 @@ class StateDir {
   void stop_stale_groups(Duration grace);
 
  private:
+  bool lock(std::string& err);
   std::string dir_;
+  int lock_fd_ = -1;  // O_CLOEXEC: no child inherits the lock
+  bool busy_ = false;
 };
 
 // Helpers on /proc, shared with tests.

@@ -13,6 +13,7 @@
 #include "common/exit_codes.hpp"
 #include "common/install_dirs.hpp"
 #include "common/log.hpp"
+#include "preflight.hpp"
 
 namespace vac {
 
@@ -20,7 +21,7 @@ Supervisor::Supervisor(Config config, std::vector<ServiceSpec> specs)
     : config_(std::move(config)),
       initial_specs_(std::move(specs)),
       state_(config_.state_dir),
-      control_([this](const nlohmann::json& r, const Caller& c, ControlServer::Reply reply) {
+      control_([this](const ControlRequest& r, const Caller& c, ControlServer::Reply reply) {
         handle(r, c, std::move(reply));
       }),
       pair_(config_, Workload{services_, retiring_, probes_}, *this, notifier_,
@@ -84,8 +85,12 @@ int Supervisor::run() {
 
   std::string err;
   if (!state_.init(err)) {
-    log_error("supervisor", "state directory: ", err);
-    return exit_code::system;
+    log_error("supervisor", err);
+    return state_.busy() ? exit_code::failed : exit_code::system;
+  }
+  // Resolved once: a group lookup (NSS, perhaps LDAP) has no place in the loop.
+  if (!config_.control_group.empty()) {
+    if (group* g = getgrnam(config_.control_group.c_str())) control_.set_control_group(g->gr_gid);
   }
   // Before the control socket: if another instance runs, its groups are not stale.
   ControlServer* control = &control_;
@@ -340,20 +345,18 @@ void Supervisor::on_signal(ev::sig& w, int) {
   begin_shutdown(w.signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+// The same validation as check-config and run (preflight.hpp): a reload that would fail is
+// refused whole, and the running configuration stays.
 void Supervisor::reload() {
   std::vector<std::string> errors;
-  Config next;
-  if (!load_config(config_.file, next, errors)) {
+  LoadedNode loaded;
+  if (!load_node(config_.file, loaded, errors)) {
     for (auto& e : errors) log_error("reload", e);
-    log_error("reload", "configuration not reloaded; still running the previous one");
+    log_error("reload", "configuration and services not reloaded; still running the previous ones");
     return;
   }
-  auto specs = load_services(next.services_dir, errors);
-  if (!errors.empty()) {
-    for (auto& e : errors) log_error("reload", e);
-    log_error("reload", "services not reloaded; still running the previous ones");
-    return;
-  }
+  Config& next = loaded.config;
+  auto specs = std::move(loaded.specs);
   if (next.control_socket != config_.control_socket || next.state_dir != config_.state_dir)
     log_warn("reload", "control_socket and node.state_dir changes take effect at the next start");
   config_.restart = next.restart;

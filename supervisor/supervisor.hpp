@@ -46,9 +46,9 @@ class Supervisor : public ServiceHost {
   void reload();
   void set_services(std::vector<ServiceSpec> specs);
   nlohmann::json status() const;
-  void handle(const nlohmann::json& req, const Caller& caller, ControlServer::Reply reply);
-  nlohmann::json handle_svc(const nlohmann::json& req);
-  void handle_probe(const nlohmann::json& req, ControlServer::Reply reply);
+  void handle(const ControlRequest& req, const Caller& caller, ControlServer::Reply reply);
+  nlohmann::json handle_svc(const ControlRequest& req);
+  void handle_probe(const ControlRequest& req, ControlServer::Reply reply);
   void set_probes(const std::map<std::string, ProbeConfig>& configs);
   bool healthy() const;
   void on_probe_change(Probe& p);

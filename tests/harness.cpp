@@ -202,13 +202,15 @@ void Node::kill9() {
 }
 
 json Node::status() {
-  json reply;
+  vac::ControlReply reply;
   std::string err;
-  if (vac::control_call(path("control.sock"), {{"cmd", "status"}}, reply, err, 5) != 0 ||
-      !reply.value("ok", false))
+  if (vac::control_call(path("control.sock"),
+                        vac::ControlRequest::of(vac::ControlRequest::Cmd::status), reply, err,
+                        5) != 0 ||
+      !reply.ok || !reply.body["status"].is_object())
     return json::object();
-  remember(reply["status"]);
-  return reply["status"];
+  remember(reply.body["status"]);
+  return reply.body["status"];
 }
 
 void Node::remember(const json& st) {

@@ -414,3 +414,22 @@ TEST_CASE("linkd drops to the configured user once bound, and refuses bad config
   REQUIRE(e.is_object());
   CHECK(e["error"].get<std::string>().find("no user \"no-such-user-here\"") != std::string::npos);
 }
+
+// Found by tests/fuzz/fuzz_datagram (its input is kept in tests/fuzz/corpus/datagram/): an
+// authentic datagram whose "v" is a string made open_datagram throw, aborting linkd.
+TEST_CASE("a sealed datagram with a wrongly typed version is malformed, not a crash") {
+  vac::Key key(32, 0x5a);
+  std::string body = R"({"v":"web2","link":0,"hoot":0,"seq":2,"ts":3,"msg":{"h":4}})";
+  // Sealed as a peer holding the key would: body, then HMAC-SHA256(body).
+  unsigned char tag[vac::kTagBytes];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, key.data(), key.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(body.data()),
+                                body.size());
+  crypto_auth_hmacsha256_final(&st, tag);
+  std::string bytes = body + std::string(reinterpret_cast<char*>(tag), sizeof tag);
+  vac::Datagram out;
+  vac::OpenResult r = vac::OpenResult::ok;
+  CHECK_NOTHROW(r = vac::open_datagram(bytes, key, out));
+  CHECK(r == vac::OpenResult::malformed);
+}
