@@ -10,6 +10,7 @@
 
 #include "common/install_dirs.hpp"
 #include "common/json_util.hpp"
+#include "common/link_messages.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "node_store.hpp"
@@ -90,7 +91,7 @@ bool Supervisor::start_node(std::string& err) {
            ", epoch ", core_->epoch());
   tick_.set<Supervisor, &Supervisor::on_tick>(this);
   // The tick is linkd's lease on this supervisor (interfaces): min(50 ms, heartbeat / 2).
-  double tick = config_.peer ? std::min(0.05, seconds(config_.peer->heartbeat) / 2) : 0.05;
+  double tick = seconds(supervisor_tick(config_.peer ? config_.peer->heartbeat : Duration(200ms)));
   tick_.start(tick, tick);
   linkd_restart_.set<Supervisor, &Supervisor::on_linkd_restart>(this);
   linkd_io_.set<Supervisor, &Supervisor::on_linkd_output>(this);
