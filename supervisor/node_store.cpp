@@ -68,8 +68,11 @@ bool save_node_record(const std::string& dir, const NodeRecord& r, std::string& 
   if (!ok) err = sys_error(cat("cannot write ", tmp));
   close(fd);
   if (!ok) return false;
-  link(path.c_str(), (path + ".prev.tmp").c_str());  // keep the previous record for a bad day
-  rename((path + ".prev.tmp").c_str(), (path + ".prev").c_str());
+  // Keep the previous record for a bad day; there is none before the first save. (link's result
+  // must be looked at: glibc's _FORTIFY_SOURCE, on in Debian's flags, warns otherwise.)
+  std::string prev_tmp = path + ".prev.tmp";
+  unlink(prev_tmp.c_str());  // left by a crash between link and rename
+  if (link(path.c_str(), prev_tmp.c_str()) == 0) rename(prev_tmp.c_str(), (path + ".prev").c_str());
   if (rename(tmp.c_str(), path.c_str()) != 0)
     return err = sys_error(cat("cannot rename ", tmp)), false;
   int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -3,6 +3,7 @@ returns what it did; the harness then waits for the pair to settle. Targets are 
 `vacataire status --json` (pids of linkd, probes, services) or the harness's own Popen (the
 supervisor), never by process name."""
 
+import os
 import signal
 import time
 
@@ -59,8 +60,18 @@ def sigstop(what):
         if not pid:
             return {"node": n.name, "skipped": "no %s pid" % what}
         d = stall(rng)
+        # Half the time the active node's service dies during a supervisor's stall: the frozen
+        # node can neither restart it nor hand over, so the peer must notice the silence.
+        victim = None
+        if what == "supervisor" and state == "active" and rng.random() < 0.5:
+            victim = n.pids(n.status()).get("service:web")
         try:
             n.signal(pid, signal.SIGSTOP)
+            if victim:
+                try:  # its whole process group: an nginx worker outlives its master
+                    os.killpg(victim, signal.SIGKILL)
+                except OSError:
+                    victim = None
             time.sleep(d)
         finally:
             try:
@@ -68,6 +79,8 @@ def sigstop(what):
             except OSError:
                 pass
         out = {"node": n.name, "state": state, "target": what, "pid": pid, "stopped_s": d}
+        if victim:
+            out["service_killed"] = victim
         if state == "active":
             # The peer rightly stops hearing the active node: a one-sided partition.
             out["partition_s"] = d
