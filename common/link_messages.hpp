@@ -47,6 +47,7 @@ inline bool is_command(PeerKind k) {
 struct EndpointsSettings {
   std::string http;
   std::string agent_check;
+  std::string agent_inactive = "down";  // the agent's word for "not this node": down | maint
 };
 
 // The first line: everything linkd needs, so it opens no file.

@@ -11,6 +11,7 @@
 
 #include <sodium.h>
 
+#include "common/link_messages.hpp"
 #include "common/log.hpp"
 #include "metrics.hpp"
 
@@ -87,11 +88,6 @@ json linkd_config_json(const LinkdConfig& c) {
             {"agent_inactive", c.endpoints.agent_inactive}}}};
 }
 
-Duration supervisor_lease(const LinkdConfig& c) {
-  Duration tick = std::min<Duration>(std::chrono::milliseconds(50), c.heartbeat / 2);
-  return std::max<Duration>(c.dead_after / 2, 3 * tick);
-}
-
 LinkDaemon::LinkDaemon(LinkdConfig config) : config_(std::move(config)) {
   boot_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                     std::chrono::system_clock::now().time_since_epoch())
@@ -124,7 +120,8 @@ bool LinkDaemon::bind_links(std::string& err) {
     links_.push_back(std::move(link));
   }
   if (!config_.endpoints.empty()) {
-    endpoints_ = std::make_unique<EndpointServer>(config_.endpoints, supervisor_lease(config_));
+    endpoints_ = std::make_unique<EndpointServer>(
+        config_.endpoints, supervisor_lease(config_.heartbeat, config_.dead_after));
     std::string why;
     if (!endpoints_->bind(why)) {
       // The peer link matters more than the endpoints: it runs without them, loudly. A load

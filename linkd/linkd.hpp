@@ -34,9 +34,6 @@ struct LinkdConfig {
   EndpointsConfig endpoints;  // with no links, linkd serves only these (a single node)
 };
 
-// How long linkd believes the supervisor after its last line (interfaces: the lease).
-Duration supervisor_lease(const LinkdConfig& c);
-
 bool parse_linkd_config(const nlohmann::json& j, LinkdConfig& out, std::string& err);
 nlohmann::json linkd_config_json(const LinkdConfig& c);  // what the supervisor sends
 

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <vector>
 
+#include "common/link_messages.hpp"
 #include "endpoints.hpp"
 #include "harness.hpp"
 #include "http_client.hpp"
@@ -232,4 +233,40 @@ TEST_CASE(
   CHECK(cut);
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(15));
   CHECK(s.n.stop() == 0);
+}
+
+TEST_CASE("the config line carries the agent's word for an inactive node, and refuses others") {
+  vac::LinkdSettings s;
+  s.node = "web1";
+  s.endpoints.agent_check = "127.0.0.1:7482";
+  std::string err;
+  auto c = vac::decode_to_linkd(vac::encode_config_line(s), err);
+  REQUIRE_MESSAGE(c, err);
+  CHECK(c->settings.endpoints.agent_inactive == "down");
+  s.endpoints.agent_inactive = "maint";
+  c = vac::decode_to_linkd(vac::encode_config_line(s), err);
+  REQUIRE_MESSAGE(c, err);
+  CHECK(c->settings.endpoints.agent_inactive == "maint");
+  s.endpoints.agent_inactive = "sleep";
+  CHECK_FALSE(vac::decode_to_linkd(vac::encode_config_line(s), err));
+  CHECK(err.find("agent_inactive") != std::string::npos);
+  // No peer and no endpoints: linkd would have nothing to do.
+  s.endpoints = {};
+  CHECK_FALSE(vac::decode_to_linkd(vac::encode_config_line(s), err));
+  CHECK(err.find("no peer and no endpoints") != std::string::npos);
+}
+
+TEST_CASE("endpoints.agent_inactive in vacataire.json: down or maint, anything else named") {
+  vac::Config c;
+  std::vector<std::string> errors;
+  CHECK(vac::parse_config(
+      R"({"endpoints": {"agent_check": "127.0.0.1:7482", "agent_inactive": "maint"}})", "v.json", c,
+      errors));
+  CHECK(c.endpoint_agent_inactive == "maint");
+  vac::Config d;
+  CHECK(d.endpoint_agent_inactive == "down");
+  CHECK_FALSE(
+      vac::parse_config(R"({"endpoints": {"agent_inactive": "sleep"}})", "v.json", d, errors));
+  REQUIRE_FALSE(errors.empty());
+  CHECK(errors.back().find("endpoints.agent_inactive") != std::string::npos);
 }

@@ -144,7 +144,7 @@ struct LbPair {
     return out;
   }
   // Exactly `up` is UP and the other server is `other_state` (DOWN, MAINT...), as HAProxy sees it.
-  bool only_up(const std::string& up, double timeout = 10,
+  bool only_up(const std::string& up, double timeout = 20,
                const std::string& other_state = "DOWN") {
     std::map<std::string, std::string> s;
     bool ok = vt::eventually(
@@ -320,15 +320,15 @@ TEST_CASE(
   LbPair p;
   p.start_pair();
   p.start_haproxy(true);
-  REQUIRE(p.only_up("web1", 10, "MAINT"));  // the agent's maint on the standby
+  REQUIRE(p.only_up("web1", 20, "MAINT"));  // the agent's maint on the standby
   CHECK(vt::agent_line(p.agent_b) == "maint #state is passive\n");
   vt::write_file(p.a.path("body"), "pong\n");  // fail over
-  REQUIRE(p.only_up("web2", 10, ""));          // web2 left its maintenance: the agent said up ready
+  REQUIRE(p.only_up("web2", 20, ""));          // web2 left its maintenance: the agent said up ready
   CHECK(vt::agent_line(p.agent_a) == "maint #state is failed\n");
   CHECK(vt::eventually([&] { return p.through_lb() == "pong from web2\n"; }));
   vt::write_file(p.a.path("body"), "pong from web1\n");
   CHECK(p.a.cli({"recover", "--failback"}).code == 0);
-  REQUIRE(p.only_up("web1", 10, ""));
+  REQUIRE(p.only_up("web1", 20, ""));
   CHECK(vt::eventually([&] { return p.through_lb() == "pong from web1\n"; }));
   CHECK(p.a.stop() == 0);
   CHECK(p.b.stop() == 0);
