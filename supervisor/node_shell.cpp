@@ -8,8 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/link_messages.hpp"
 #include "common/log.hpp"
-#include "linkd.hpp"
 #include "node_store.hpp"
 #include "supervisor.hpp"
 
@@ -18,29 +18,24 @@ namespace vac {
 using json = nlohmann::json;
 
 namespace {
-json message_json(const PeerMessage& m) {
-  static const char* kinds[] = {"heartbeat", "takeover", "quiesce", "stopped"};
-  return {{"kind", kinds[m.kind]},
-          {"state", to_string(m.state)},
-          {"epoch", m.epoch},
-          {"healthy", m.healthy}};
+// What this node's heartbeats and commands tell the peer (common/link_messages.hpp).
+NodeReport report_of(const PeerMessage& m, const std::string& role) {
+  return {to_string(m.state), m.epoch, m.healthy, role};
 }
 
-bool message_from_json(const json& j, PeerMessage& m) {
-  std::string kind = j.value("kind", "");
-  if (kind == "heartbeat")
-    m.kind = PeerMessage::heartbeat;
-  else if (kind == "takeover")
-    m.kind = PeerMessage::takeover;
-  else if (kind == "quiesce")
-    m.kind = PeerMessage::quiesce;
-  else if (kind == "stopped")
-    m.kind = PeerMessage::stopped;
-  else
-    return false;
-  if (!parse_node_state(j.value("state", ""), m.state)) return false;
-  m.epoch = j.value("epoch", uint64_t(0));
-  m.healthy = j.value("healthy", false);
+PeerKind kind_of(const PeerMessage& m) {
+  static const PeerKind kinds[] = {PeerKind::heartbeat, PeerKind::takeover, PeerKind::quiesce,
+                                   PeerKind::stopped};
+  return kinds[m.kind];
+}
+
+bool message_from_line(const PeerLine& p, PeerMessage& m) {
+  static const PeerMessage::Kind kinds[] = {PeerMessage::heartbeat, PeerMessage::takeover,
+                                            PeerMessage::quiesce, PeerMessage::stopped};
+  m.kind = kinds[static_cast<int>(p.kind)];
+  if (!parse_node_state(p.report.state, m.state)) return false;
+  m.epoch = p.report.epoch;
+  m.healthy = p.report.healthy;
   return true;
 }
 
@@ -134,7 +129,7 @@ void Supervisor::feed(Event e) {
         services_wanted_ = false;
         break;
       case Action::send:
-        to_linkd({{"send", message_json(a.message)}});
+        to_linkd(encode_send_line(kind_of(a.message), report_of(a.message, config_.role)));
         break;
       case Action::notify:
         log_info("node", to_string(before), " -> ", to_string(core_->state()), ": ",
@@ -150,12 +145,8 @@ void Supervisor::feed(Event e) {
     if (serving && !p->running()) p->start();
     if (!serving && p->running()) p->pause();
   }
-  json hb = message_json(core_->heartbeat());
-  if (hb != last_heartbeat_) {
-    last_heartbeat_ = hb;
-    hb.erase("kind");
-    to_linkd({{"heartbeat", hb}});
-  }
+  // Every tick, changed or not: this line is the supervisor's lease with linkd.
+  to_linkd(encode_heartbeat_line(report_of(core_->heartbeat(), config_.role)));
   changed();
 }
 
@@ -231,18 +222,17 @@ void Supervisor::start_linkd() {
   fcntl(linkd_out_, F_SETFL, fcntl(linkd_out_, F_GETFL) | O_NONBLOCK);
   linkd_reader_.reset();
   linkd_io_.start(linkd_out_, ev::READ);
-  LinkdConfig lc;
-  lc.node = config_.node_name;
-  lc.peer = config_.peer->name;
-  lc.links = config_.peer->links;
-  lc.key = key_;
-  lc.heartbeat = config_.peer->heartbeat;
-  lc.dead_after = config_.peer->dead_after;
-  lc.user = config_.user;
-  to_linkd({{"config", linkd_config_json(lc)}});
-  json hb = last_heartbeat_.is_null() ? message_json(core_->heartbeat()) : last_heartbeat_;
-  hb.erase("kind");
-  to_linkd({{"heartbeat", hb}});
+  LinkdSettings ls;
+  ls.node = config_.node_name;
+  ls.peer = config_.peer->name;
+  ls.links = config_.peer->links;
+  ls.key_hex = key_hex(key_);
+  ls.heartbeat = config_.peer->heartbeat;
+  ls.dead_after = config_.peer->dead_after;
+  ls.user = config_.user;
+  ls.endpoints = {config_.endpoint_http, config_.endpoint_agent_check};
+  to_linkd(encode_config_line(ls));
+  to_linkd(encode_heartbeat_line(report_of(core_->heartbeat(), config_.role)));
 }
 
 void Supervisor::on_linkd_restart(ev::timer&, int) {
@@ -256,9 +246,8 @@ void Supervisor::stop_linkd() {
   kill(linkd_pid_, SIGTERM);
 }
 
-void Supervisor::to_linkd(const json& j) {
+void Supervisor::to_linkd(const std::string& line) {
   if (linkd_in_ < 0) return;
-  std::string line = j.dump() + "\n";
   // Never block on linkd: a line it cannot take now is dropped; heartbeats repeat anyway.
   if (write(linkd_in_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     log_warn("linkd", "not reading its input; a line was dropped");
@@ -272,20 +261,31 @@ void Supervisor::on_linkd_output(ev::io&, int) {
 }
 
 void Supervisor::on_linkd_line(std::string_view line) {
-  json j = json::parse(line, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return log_warn("linkd", "garbled line from linkd");
-  if (j.contains("ready")) log_info("linkd", "ready on ", j["ready"].value("links", 0), " links");
-  if (j.contains("error"))
-    log_error("linkd", j["error"].is_string() ? j["error"].get<std::string>() : "error");
-  if (j.contains("stats")) link_stats_ = j["stats"];
-  if (j.contains("lost")) {
-    log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
-    feed(Event::peer_lost);
-  }
-  if (j.contains("peer")) {
-    PeerMessage m;
-    if (!message_from_json(j["peer"], m)) return log_warn("linkd", "bad peer message from linkd");
-    feed(Event(m));
+  std::string err;
+  auto m = decode_from_linkd(line, err);
+  if (!m) return log_warn("linkd", err);
+  switch (m->kind) {
+    case FromLinkd::ready:
+      log_info("linkd", "ready on ", m->links, " links");
+      break;
+    case FromLinkd::error:
+      log_error("linkd", m->message);
+      break;
+    case FromLinkd::stats:
+      link_stats_ = stats_json(m->stats_value);
+      break;
+    case FromLinkd::lost:
+      log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
+      feed(Event::peer_lost);
+      break;
+    case FromLinkd::peer: {
+      PeerMessage pm;
+      if (!message_from_line(m->peer_value, pm))
+        return log_warn("linkd", "peer message with an unknown state ",
+                        quote(m->peer_value.report.state));
+      feed(Event(pm));
+      break;
+    }
   }
 }
 
@@ -320,8 +320,10 @@ json Supervisor::peer_status() const {
   p["linkd_pid"] = linkd_pid_ > 0 ? json(linkd_pid_) : json(nullptr);
   p["linkd_restarts"] = linkd_restarts_;
   if (link_stats_.is_object()) {
-    p["links"] = link_stats_.value("links", json::array());
-    p["counters"] = link_stats_.value("counters", json::object());
+    p["links"] = link_stats_["links"];
+    p["counters"] = link_stats_["datagrams"];  // datagrams received, by verdict
+    p["kernel_drops"] = link_stats_["kernel_drops"];
+    p["linkd_lease"] = link_stats_["supervisor_fresh"];
   }
   return p;
 }

@@ -67,7 +67,7 @@ class Supervisor : public ServiceHost {
   void after_reconcile();
   void start_linkd();
   void stop_linkd();
-  void to_linkd(const nlohmann::json& j);
+  void to_linkd(const std::string& line);
   void on_linkd_output(ev::io&, int);
   void on_linkd_line(std::string_view line);
   void on_tick(ev::timer&, int);
