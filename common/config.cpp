@@ -237,20 +237,6 @@ bool parse_address(const std::string& text, std::string& host, int& port, std::s
   return true;
 }
 
-std::string executable_dir() {
-  char self[4096];
-  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return "";
-  std::string path(self, static_cast<size_t>(n));
-  return path.substr(0, path.rfind('/'));
-}
-
-std::string default_probes_dir() {
-  std::string dir = executable_dir();
-  if (!dir.empty() && access(cat(dir, "/probes/pcheck").c_str(), X_OK) == 0) return dir + "/probes";
-  return VACATAIRE_PROBES_DIR;
-}
-
 std::string default_config_path() {
   const char* env = std::getenv("VACATAIRE_CONFIG");
   return env && *env ? env : "/etc/vacataire/vacataire.json";
@@ -333,8 +319,10 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   top.object("endpoints", [&](ObjectReader& r) {
     read_address(r, "http", c.endpoint_http);
     read_address(r, "agent_check", c.endpoint_agent_check);
+    r.str("agent_inactive", c.endpoint_agent_inactive, {"down", "maint"});
   });
   top.str("notify_dir", c.notify_dir);
+  top.duration("notify_timeout", c.notify_timeout, Duration(1));
   top.str("user", c.user);
   top.object("restart", [&](ObjectReader& r) {
     r.duration("backoff", c.restart.backoff, Duration(1000));

@@ -74,7 +74,9 @@ struct Config {
   std::map<std::string, ProbeConfig> probes;
   std::string endpoint_http;
   std::string endpoint_agent_check;
+  std::string endpoint_agent_inactive = "down";  // the agent's word for "not this node"
   std::string notify_dir;
+  Duration notify_timeout = 10s;  // a hook still running then is killed
   std::string user;
   RestartConfig restart;
 };
@@ -89,13 +91,5 @@ bool load_config(const std::string& file, Config& out, std::vector<std::string>&
 bool parse_address(const std::string& text, std::string& host, int& port, std::string& err);
 
 std::string default_config_path();  // $VACATAIRE_CONFIG or /etc/vacataire/vacataire.json
-
-// The directory of the running executable (empty if unknown): a build tree keeps the helper
-// executables beside it.
-std::string executable_dir();
-
-// Where the built-in probes are: probes/ beside the running executable (a build tree), else
-// the installed directory.
-std::string default_probes_dir();
 
 }  // namespace vac

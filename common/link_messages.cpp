@@ -61,22 +61,21 @@ std::optional<LinkdSettings> read_settings(const json& j, std::string& err) {
   LinkdSettings s;
   Fields f(j, "config line");
   s.node = f.str("node", "", true);
-  s.peer = f.str("peer", "", true);
-  s.key_hex = f.str("key", "", true);
+  s.peer = f.str("peer");
+  s.key_hex = f.str("key");
   s.heartbeat = read_duration(f, "heartbeat_us");
   s.dead_after = read_duration(f, "dead_after_us");
   s.user = f.str("user");
   const json& links = f.sub("links", "array", true);
   const json& endpoints = f.sub("endpoints", "object");
-  if (f.ok() && (s.node.empty() || s.peer.empty()))
-    f.fail("fields \"node\" and \"peer\" must not be empty");
-  if (f.ok() && s.node == s.peer) f.fail("fields \"node\" and \"peer\" must differ");
-  if (f.ok() && links.empty()) f.fail("field \"links\" must hold at least one link");
-  if (f.ok() && (s.key_hex.empty() || s.key_hex.size() % 2 != 0 ||
-                 !std::all_of(s.key_hex.begin(), s.key_hex.end(), [](char c) {
-                   return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-                          (c >= 'A' && c <= 'F');
-                 })))
+  bool pair = f.ok() && !links.empty();
+  if (f.ok() && s.node.empty()) f.fail("field \"node\" must not be empty");
+  if (pair && s.peer.empty()) f.fail("field \"peer\" must not be empty");
+  if (pair && s.node == s.peer) f.fail("fields \"node\" and \"peer\" must differ");
+  if (pair && (s.key_hex.empty() || s.key_hex.size() % 2 != 0 ||
+               !std::all_of(s.key_hex.begin(), s.key_hex.end(), [](char c) {
+                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+               })))
     f.fail("field \"key\" must be hexadecimal");
   if (!f.ok()) return err = f.error(), std::nullopt;
   for (size_t i = 0; i < links.size(); ++i) {
@@ -89,8 +88,14 @@ std::optional<LinkdSettings> read_settings(const json& j, std::string& err) {
     Fields e(endpoints, "config line: endpoints");
     s.endpoints.http = e.str("http");
     s.endpoints.agent_check = e.str("agent_check");
+    s.endpoints.agent_inactive = e.str("agent_inactive", "down");
+    if (e.ok() && s.endpoints.agent_inactive != "down" && s.endpoints.agent_inactive != "maint")
+      e.fail("field \"agent_inactive\" must be \"down\" or \"maint\"");
     if (!e.ok()) return err = e.error(), std::nullopt;
   }
+  if (s.links.empty() && s.endpoints.empty())
+    return err = "config line: field \"links\" must hold at least one link (or endpoints be set)",
+           std::nullopt;
   return s;
 }
 
@@ -176,8 +181,10 @@ std::string encode_config_line(const LinkdSettings& s) {
             {"heartbeat_us", s.heartbeat.count()},
             {"dead_after_us", s.dead_after.count()},
             {"user", s.user}};
-  if (!s.endpoints.http.empty() || !s.endpoints.agent_check.empty())
-    c["endpoints"] = {{"http", s.endpoints.http}, {"agent_check", s.endpoints.agent_check}};
+  if (!s.endpoints.empty())
+    c["endpoints"] = {{"http", s.endpoints.http},
+                      {"agent_check", s.endpoints.agent_check},
+                      {"agent_inactive", s.endpoints.agent_inactive}};
   return line_of({{"config", c}});
 }
 

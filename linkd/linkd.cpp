@@ -17,6 +17,7 @@ namespace vac {
 namespace {
 constexpr size_t kMaxOutBuffer = 1 << 20;  // lines for a supervisor that stopped reading
 constexpr int kReceiveBuffer = 4 << 20;    // room for a burst while the loop is busy
+constexpr size_t kRecentTags = 65536;      // a few minutes of a pair's datagrams
 
 bool resolve(const std::string& text, sockaddr_storage& out, socklen_t& len, std::string& err) {
   std::string host;
@@ -82,6 +83,7 @@ LinkDaemon::~LinkDaemon() {
 }
 
 bool LinkDaemon::load_key(std::string& err) {
+  if (settings_.links.empty()) return true;  // endpoints only: no peer, no key
   bool ok = key_.load_hex(settings_.key_hex, err);
   sodium_memzero(settings_.key_hex.data(), settings_.key_hex.size());
   settings_.key_hex.clear();
@@ -115,6 +117,12 @@ bool LinkDaemon::bind_links(std::string& err) {
     }
     links_.push_back(std::move(link));
   }
+  if (!settings_.endpoints.http.empty() || !settings_.endpoints.agent_check.empty()) {
+    EndpointsConfig ec{settings_.endpoints.http, settings_.endpoints.agent_check,
+                       settings_.endpoints.agent_inactive};
+    endpoints_ = std::make_unique<EndpointServer>(ec, lease_length_);
+    if (!endpoints_->bind(err)) return false;
+  }
   return true;
 }
 
@@ -142,6 +150,16 @@ void LinkDaemon::start() {
   sigterm_.start(SIGTERM);
   sigint_.set<LinkDaemon, &LinkDaemon::on_signal>(this);
   sigint_.start(SIGINT);
+  if (endpoints_) {
+    endpoints_->heard_supervisor();
+    endpoints_->set_link_stats([this] {
+      nlohmann::json j = stats_json(stats());
+      j["counters"] = j["datagrams"];  // the name /metrics reads
+      return j;
+    });
+    std::string err;
+    if (!endpoints_->start(err)) emit(encode_error_line(err));
+  }
   emit(encode_ready_line(links_.size(), geteuid()));
 }
 
@@ -199,6 +217,7 @@ void LinkDaemon::on_supervisor_line(std::string_view line) {
   // Any well-formed line renews the lease: the supervisor's loop is turning.
   last_line_ = now();
   lease_.again();
+  if (endpoints_) endpoints_->heard_supervisor();
   if (!supervisor_fresh_) log_info("linkd", "the supervisor speaks again; heartbeats resume");
   supervisor_fresh_ = true;
   switch (m->kind) {
@@ -217,6 +236,7 @@ void LinkDaemon::on_supervisor_line(std::string_view line) {
       break;
     case ToLinkd::status:
       status_ = std::move(m->status_doc);
+      if (endpoints_) endpoints_->set_status(status_);
       break;
     case ToLinkd::stats:
       emit(encode_stats_line(stats()));
@@ -352,9 +372,23 @@ void LinkDaemon::on_readable(Link& link, int budget) {
 }
 
 void LinkDaemon::on_datagram(Link& link, std::string_view bytes) {
+  // Genuine tags are unpredictable: matching a remembered one means a copy, or garbage made
+  // to look like one; either way refused, and no genuine datagram can be shadowed.
+  uint64_t tag = 0;
+  if (bytes.size() > kTagBytes) {
+    std::memcpy(&tag, bytes.data() + bytes.size() - kTagBytes, sizeof tag);
+    if (recent_tags_.count(tag)) return count("replay");
+  }
   Datagram d;
   OpenResult r = open_datagram(bytes, key_, d);
   if (r != OpenResult::ok) return count(to_string(r));
+  if (recent_tags_.insert(tag).second) {
+    recent_order_.push_back(tag);
+    if (recent_order_.size() > kRecentTags) {
+      recent_tags_.erase(recent_order_.front());
+      recent_order_.pop_front();
+    }
+  }
   // Our own datagrams reflected back, or another pair's sharing the key: not our peer.
   if (d.from != settings_.peer) return count("wrong_sender");
   // A datagram captured on one link and replayed on another is refused.

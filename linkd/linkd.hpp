@@ -3,14 +3,17 @@
 // lines on stdout, common/link_messages.hpp) what the peer says and when the peer has been
 // silent on every link for dead_after, and retries the supervisor's commands (takeover,
 // quiesce, stopped) until the peer acknowledges them or is lost. Which datagrams count is
-// session.hpp's business; every time here is monotonic. See vacataire-linkd(8).
+// session.hpp's business; every time here is monotonic. With endpoints configured it also
+// serves the load balancer (endpoint_server.hpp), even without a peer. See vacataire-linkd(8).
 #pragma once
 
 #include <sys/socket.h>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include <ev++.h>
@@ -18,6 +21,7 @@
 
 #include "common/line_reader.hpp"
 #include "common/link_messages.hpp"
+#include "endpoint_server.hpp"
 #include "session.hpp"
 #include "wire.hpp"
 
@@ -112,7 +116,12 @@ class LinkDaemon {
   bool peer_alive_ = false;
   MonoTime last_heartbeat_{}, last_stats_{}, last_line_{};
   std::map<std::string, uint64_t> datagrams_;
+  // Tags of recent authentic datagrams: an exact copy is refused with one lookup, before any
+  // HMAC or JSON work, so a flood of captured datagrams costs little more than garbage.
+  std::unordered_set<uint64_t> recent_tags_;
+  std::deque<uint64_t> recent_order_;
   uint64_t lines_dropped_ = 0;
+  std::unique_ptr<EndpointServer> endpoints_;  // the load balancer's, when configured
 };
 
 }  // namespace vac

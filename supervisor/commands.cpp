@@ -6,6 +6,7 @@
 
 #include "common/exit_codes.hpp"
 #include "common/log.hpp"
+#include "endpoints.hpp"
 #include "supervisor.hpp"
 
 namespace vac {
@@ -30,7 +31,17 @@ nlohmann::json Supervisor::status() const {
   for (auto& s : services_) services[s->name()] = s->status(now);
   nlohmann::json probes = nlohmann::json::object();
   for (auto& p : probes_) probes[p->name()] = p->status(now);
-  return {{"node", node}, {"peer", peer_status()}, {"services", services}, {"probes", probes}};
+  nlohmann::json st = {
+      {"node", node},
+      {"peer", peer_status()},
+      {"services", services},
+      {"probes", probes},
+      {"notify", notifier_.status()},
+      {"control", {{"refused", {{"busy", control_.refused()}, {"permission", control_refused_}}}}}};
+  // Whether this node could take over now, and if not why: /standby and `status` say it.
+  std::string blocker = standby_blocker(st);
+  st["node"]["standby"] = {{"ready", blocker.empty()}, {"blocker", blocker}};
+  return st;
 }
 
 bool Supervisor::authorized(const Caller& caller, std::string& why) const {
@@ -60,6 +71,7 @@ void Supervisor::handle(const nlohmann::json& req, const Caller& caller,
   std::string why;
   if (!authorized(caller, why)) {
     log_warn("control", "refused `", cmd, "` from uid ", caller.uid, " (pid ", caller.pid, ")");
+    ++control_refused_;
     return reply(refusal(exit_code::permission, why));
   }
   if (cmd == "svc") return reply(handle_svc(req));

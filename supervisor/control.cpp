@@ -138,6 +138,7 @@ void ControlServer::on_accept(ev::io&, int) {
     if (c < 0) return;
     if (conns_.size() >= kMaxConnections) {
       log_warn("control", "too many control connections; refusing one");
+      ++refused_;
       close(c);
       continue;
     }

@@ -36,6 +36,7 @@ class ControlServer {
   // status; mutating commands are checked per caller.
   bool listen(const std::string& path, std::string& err);
   void close_socket();
+  uint64_t refused() const { return refused_; }  // connections turned away: too many at once
 
  private:
   struct Connection;
@@ -47,6 +48,7 @@ class ControlServer {
   int fd_ = -1;
   ev::io accept_io_;
   std::map<Connection*, std::unique_ptr<Connection>> conns_;
+  uint64_t refused_ = 0;
 };
 
 // Sends one request and reads the reply. Returns an exit code (exit_code::ok, unreachable or

@@ -12,6 +12,7 @@
 
 #include "common/config.hpp"
 #include "common/exit_codes.hpp"
+#include "common/install_dirs.hpp"
 #include "common/log.hpp"
 #include "common/text.hpp"
 #include "control.hpp"

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/install_dirs.hpp"
+#include "common/json_util.hpp"
 #include "common/link_messages.hpp"
 #include "common/log.hpp"
 #include "node_store.hpp"
@@ -19,7 +21,8 @@ using json = nlohmann::json;
 
 namespace {
 // What this node's heartbeats and commands tell the peer (common/link_messages.hpp).
-NodeReport report_of(const PeerMessage& m, const std::string& role) {
+NodeReport report_of(const PeerMessage& m, const std::string& configured_role) {
+  std::string role = m.role == Role::unknown ? configured_role : to_string(m.role);
   return {to_string(m.state), m.epoch, m.healthy, role};
 }
 
@@ -36,12 +39,8 @@ bool message_from_line(const PeerLine& p, PeerMessage& m) {
   if (!parse_node_state(p.report.state, m.state)) return false;
   m.epoch = p.report.epoch;
   m.healthy = p.report.healthy;
+  if (!parse_role(p.report.role, m.role)) m.role = Role::unknown;
   return true;
-}
-
-std::string sibling_executable(const std::string& name, const std::string& installed) {
-  std::string path = executable_dir() + "/" + name;
-  return access(path.c_str(), X_OK) == 0 ? path : installed;
 }
 }  // namespace
 
@@ -68,6 +67,8 @@ Time Supervisor::now() const {
 bool Supervisor::start_node(std::string& err) {
   NodePolicy policy;
   policy.master = config_.role == "master";
+  policy.name = config_.node_name;
+  if (config_.peer) policy.peer_name = config_.peer->name;
   policy.has_peer = config_.peer.has_value();
   policy.has_witness = !config_.failover.witness.empty();
   policy.failback_auto = config_.failover.failback == "auto";
@@ -84,10 +85,14 @@ bool Supervisor::start_node(std::string& err) {
   log_info("node", config_.node_name, " (", config_.role, ") starts ", to_string(core_->state()),
            ", epoch ", core_->epoch());
   tick_.set<Supervisor, &Supervisor::on_tick>(this);
-  tick_.start(0.05, 0.05);
+  // The tick is linkd's lease on this supervisor (interfaces): min(50 ms, heartbeat / 2).
+  double tick = config_.peer ? std::min(0.05, seconds(config_.peer->heartbeat) / 2) : 0.05;
+  tick_.start(tick, tick);
   linkd_restart_.set<Supervisor, &Supervisor::on_linkd_restart>(this);
   linkd_io_.set<Supervisor, &Supervisor::on_linkd_output>(this);
-  if (config_.peer) start_linkd();
+  state_since_ = Clock::now();
+  // linkd also serves the endpoints: it runs with a peer, or with endpoints alone.
+  if (config_.peer || serves_endpoints()) start_linkd();
   return true;
 }
 
@@ -114,12 +119,20 @@ void Supervisor::feed(Event e) {
   if (!core_) return;
   NodeState before = core_->state();
   auto actions = core_->handle(e, now());
+  std::optional<Event> written;  // the core's next event: the result of its write
   for (auto& a : actions) {
     switch (a.kind) {
       case Action::persist: {
         std::string err;
-        if (!save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err))
+        bool ok =
+            save_node_record(config_.state_dir, {core_->durable_state(), core_->epoch()}, err);
+        if (!ok && core_->record_error().empty()) {
           log_error("node", "cannot persist the node record: ", err);
+          notifier_.emit({"persist_failed", to_string(core_->state()), to_string(before),
+                          cat("cannot persist the node record: ", err), "", "", core_->epoch()});
+        }
+        written = Event(Event::persisted, ok);
+        written->detail = err;
         break;
       }
       case Action::start_services:
@@ -134,8 +147,14 @@ void Supervisor::feed(Event e) {
       case Action::notify:
         log_info("node", to_string(before), " -> ", to_string(core_->state()), ": ",
                  core_->reason());
+        notifier_.emit({"state", to_string(core_->state()), to_string(before), core_->reason(), "",
+                        "", core_->epoch()});
         break;
     }
+  }
+  if (core_->state() != before) {
+    ++transitions_[{to_string(before), to_string(core_->state())}];
+    state_since_ = Clock::now();
   }
   if (core_->state() != NodeState::failed) recovering_ = false;
   // Probes of the services themselves run while this node serves, from a clean verdict.
@@ -145,8 +164,18 @@ void Supervisor::feed(Event e) {
     if (serving && !p->running()) p->start();
     if (!serving && p->running()) p->pause();
   }
-  // Every tick, changed or not: this line is the supervisor's lease with linkd.
+  if (core_->role_conflict() != role_conflict_logged_) {
+    role_conflict_logged_ = core_->role_conflict();
+    if (!role_conflict_logged_.empty()) log_error("node", role_conflict_logged_);
+  }
+  if (core_->epoch_refused() != epoch_refused_logged_) {
+    epoch_refused_logged_ = core_->epoch_refused();
+    if (!epoch_refused_logged_.empty()) log_error("node", epoch_refused_logged_);
+  }
+  if (written) return feed(*written);
+  // Every tick, changed or not: the heartbeat line is the supervisor's lease in linkd.
   to_linkd(encode_heartbeat_line(report_of(core_->heartbeat(), config_.role)));
+  feed_status();
   changed();
 }
 
@@ -155,13 +184,20 @@ void Supervisor::after_reconcile() {
   if (!core_ || shutting_down_) return;
   std::string svc = over_budget();
   if (svc != budget_logged_) {
-    if (!svc.empty())
-      log_warn("node", "service ", svc, " restarted more than ", config_.restart.budget,
-               " times within ", format_duration(config_.restart.budget_window));
+    if (!svc.empty()) {
+      std::string why = cat("service ", svc, " restarted more than ", config_.restart.budget,
+                            " times within ", format_duration(config_.restart.budget_window));
+      log_warn("node", why);
+      notifier_.emit({"service_over_budget", to_string(core_->state()), to_string(core_->state()),
+                      why, "", svc, core_->epoch()});
+    }
     budget_logged_ = svc;
   }
   bool health = node_healthy();
-  if (health != core_->healthy() && !recovering_) return feed(Event(Event::health, health));
+  if (health != health_fed_ && !recovering_) {
+    health_fed_ = health;
+    return feed(Event(Event::health, health));
+  }
   bool all_up = true, all_down = retiring_.empty();
   for (auto& s : services_) {
     if (s->want_up) all_up &= s->ready();
@@ -184,7 +220,7 @@ void Supervisor::start_linkd() {
     return;
   }
   SpawnSpec s;
-  s.exe = sibling_executable("vacataire-linkd", "/usr/sbin/vacataire-linkd");
+  s.exe = helper_executable("vacataire-linkd");
   s.env = base_env();
   s.fds = {{0, in[0]}, {1, out[1]}, {2, 2}};
   std::string err;
@@ -224,15 +260,19 @@ void Supervisor::start_linkd() {
   linkd_io_.start(linkd_out_, ev::READ);
   LinkdSettings ls;
   ls.node = config_.node_name;
-  ls.peer = config_.peer->name;
-  ls.links = config_.peer->links;
-  ls.key_hex = key_hex(key_);
-  ls.heartbeat = config_.peer->heartbeat;
-  ls.dead_after = config_.peer->dead_after;
+  if (config_.peer) {
+    ls.peer = config_.peer->name;
+    ls.links = config_.peer->links;
+    ls.key_hex = key_hex(key_);
+    ls.heartbeat = config_.peer->heartbeat;
+    ls.dead_after = config_.peer->dead_after;
+  }
   ls.user = config_.user;
-  ls.endpoints = {config_.endpoint_http, config_.endpoint_agent_check};
+  ls.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
+                  config_.endpoint_agent_inactive};
   to_linkd(encode_config_line(ls));
   to_linkd(encode_heartbeat_line(report_of(core_->heartbeat(), config_.role)));
+  last_status_sent_ = {};  // a new linkd knows nothing yet
 }
 
 void Supervisor::on_linkd_restart(ev::timer&, int) {
@@ -275,14 +315,24 @@ void Supervisor::on_linkd_line(std::string_view line) {
       link_stats_ = stats_json(m->stats_value);
       break;
     case FromLinkd::lost:
+      if (!config_.peer) break;
       log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
+      if (core_->peer_reachable())
+        notifier_.emit({"peer_lost", to_string(core_->state()), to_string(core_->state()),
+                        cat("peer ", config_.peer->name, " silent on every link"), "", "",
+                        core_->epoch()});
       feed(Event::peer_lost);
       break;
     case FromLinkd::peer: {
+      if (!config_.peer) break;
       PeerMessage pm;
       if (!message_from_line(m->peer_value, pm))
         return log_warn("linkd", "peer message with an unknown state ",
                         quote(m->peer_value.report.state));
+      if (!core_->peer_reachable())
+        notifier_.emit({"peer_found", to_string(core_->state()), to_string(core_->state()),
+                        cat("peer ", config_.peer->name, " heard (", to_string(pm.state), ")"), "",
+                        "", core_->epoch()});
       feed(Event(pm));
       break;
     }
@@ -301,9 +351,23 @@ json Supervisor::node_status() const {
                        : core_  ? core_->reason()
                                 : ""},
             {"recovering", recovering_},
+            {"wait", core_ ? to_string(core_->wait()) : "none"},
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
+  if (core_) {
+    // Loud problems of the pair, as the core sees them.
+    if (!core_->healthy()) n["unhealthy"] = core_->unhealthy_reason();
+    if (!core_->role_conflict().empty()) n["role_conflict"] = core_->role_conflict();
+    if (!core_->epoch_refused().empty()) n["epoch_refused"] = core_->epoch_refused();
+  }
+  if (core_ && core_->state() == NodeState::stopping)
+    n["target"] = to_string(core_->durable_state());
+  n["state_s"] = std::chrono::duration<double>(Clock::now() - state_since_).count();
+  json transitions = json::array();
+  for (auto& [edge, count] : transitions_)
+    transitions.push_back({{"from", edge.first}, {"to", edge.second}, {"count", count}});
+  n["transitions"] = transitions;
   return n;
 }
 
@@ -350,7 +414,7 @@ json Supervisor::handle_node_command(const std::string& cmd, const json& req) {
     if (e.kind == Event::op_recover) recovering_ = false;
     return {{"ok", false}, {"code", 1}, {"error", core_->refused()}};
   }
-  if (e.kind == Event::op_recover) feed(Event(Event::health, node_healthy()));
+  if (e.kind == Event::op_recover) feed(Event(Event::health, health_fed_ = node_healthy()));
   return {{"ok", true},
           {"message",
            cat(config_.node_name, ": ", to_string(core_->state()), " (", core_->reason(), ")")}};

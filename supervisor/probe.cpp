@@ -379,6 +379,7 @@ void Probe::complete(ProbeResult r) {
   last_latency_ms_ = to_ms(now - check_started_);
   last_check_ = now;
   latencies_.push_back(last_latency_ms_);
+  latency_histogram_.observe(last_latency_ms_ / 1000);
   if (latencies_.size() > kLatencyWindow) latencies_.pop_front();
   if (r.status == Status::ok)
     ++ok_count_;
@@ -429,6 +430,7 @@ nlohmann::json Probe::status(Clock::time_point now) const {
   }
   j["last_check_s"] = have_last_ ? json(to_ms(now - last_check_) / 1000.0) : json(nullptr);
   j["pid"] = jsonl_ && pid_ > 0 ? json(pid_) : json(nullptr);
+  j["latency_histogram"] = latency_histogram_.to_json();
   j["scope"] = config_.scope;
   j["running"] = running_;
   return j;

@@ -19,6 +19,7 @@
 #include "common/config.hpp"
 #include "common/line_reader.hpp"
 #include "common/probe_result.hpp"
+#include "metrics.hpp"
 #include "service.hpp"
 #include "verdict.hpp"
 
@@ -93,7 +94,8 @@ class Probe {
   bool have_last_ = false;
   ProbeResult last_;
   double last_latency_ms_ = 0;
-  std::deque<double> latencies_;  // the most recent ones, for p50/p99
+  std::deque<double> latencies_;        // the most recent ones, for p50/p99
+  LatencyHistogram latency_histogram_;  // every one, for /metrics
   long long ok_count_ = 0, warn_count_ = 0, fail_count_ = 0;
 
   // The probe process: persistent (jsonl) or the current one-shot (exit).

@@ -54,6 +54,10 @@ std::string render_status(const json& st) {
              field(node, "state"), "  healthy ", field(node, "healthy"), "  epoch ",
              field(node, "epoch"), "\n");
   if (node.contains("reason")) out += cat("  ", field(node, "reason"), "\n");
+  // A standby that could not take over is the one thing an operator must see at a glance.
+  const json& standby = node.value("standby", json::object());
+  if (field(node, "state") == "passive" && standby.value("ready", true) == false)
+    out += cat("  cannot take over: ", field(standby, "blocker"), "\n");
   const json& peer = st.value("peer", json::object());
   if (field(peer, "state") == "none")
     out += "peer none configured\n";

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/exit_codes.hpp"
+#include "common/install_dirs.hpp"
 #include "common/log.hpp"
 
 namespace vac {
@@ -72,17 +73,15 @@ int Supervisor::run() {
   probes_dir_ = config_.probes_dir.empty() ? default_probes_dir() : config_.probes_dir;
   set_services(std::move(initial_specs_));
   set_probes(config_.probes);
-  // Validated, but not served by this version: say so rather than let an operator assume.
-  if (!config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty())
-    log_warn("supervisor", "endpoints (HTTP /health, agent-check) are not served by this version");
-  if (!config_.notify_dir.empty())
-    log_warn("supervisor", "notify_dir: notify hooks are not run by this version");
+  notifier_.configure(config_.notify_dir, config_.notify_timeout,
+                      {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
   if (!start_node(err)) {
     log_error("supervisor", err);
     control_.close_socket();
     return exit_code::config;
   }
   changed();
+  manager_.ready(cat("node ", config_.node_name, ", ", services_.size(), " services"));
   ev::get_default_loop().run(0);
 
   control_.close_socket();
@@ -148,9 +147,21 @@ bool Supervisor::healthy() const {
 }
 
 void Supervisor::on_probe_change(Probe& p) {
+  ProbeState& seen = probe_seen_[p.name()];
+  if (p.state() != seen) {
+    bool failing = p.state() == ProbeState::failing;
+    nlohmann::json st = p.status(Clock::now());
+    std::string detail = st.contains("detail") && st["detail"].is_string() ? st["detail"] : "";
+    if (failing || seen == ProbeState::failing)
+      notifier_.emit({failing ? "probe_failing" : "probe_passing",
+                      core_ ? to_string(core_->state()) : "passive",
+                      core_ ? to_string(core_->state()) : "passive", detail, p.name(), "",
+                      core_ ? core_->epoch() : 0});
+    seen = p.state();
+  }
   if (p.name() == config_.failover.witness)
     feed(Event(Event::witness, p.state() == ProbeState::passing));
-  feed(Event(Event::health, node_healthy()));
+  feed(Event(Event::health, health_fed_ = node_healthy()));
   bool now = healthy();
   if (now == was_healthy_) return;
   was_healthy_ = now;
@@ -249,7 +260,8 @@ void Supervisor::reconcile() {
 
   std::erase_if(retired_probes_, [](auto& p) { return !p->process_running(); });
   if (shutting_down_) {
-    bool all_down = retiring_.empty() && retired_probes_.empty() && linkd_pid_ == 0;
+    bool all_down =
+        retiring_.empty() && retired_probes_.empty() && linkd_pid_ == 0 && notifier_.idle();
     for (auto& p : probes_) all_down &= !p->process_running();
     for (auto& s : services_) all_down &= s->idle();
     if (!all_down) return;
@@ -268,6 +280,12 @@ void Supervisor::begin_shutdown(const char* why) {
   }
   log_info("supervisor", why, ": stopping all services");
   shutting_down_ = true;
+  notifier_.emit({"shutdown", core_ ? to_string(core_->state()) : "passive",
+                  core_ ? to_string(core_->state()) : "passive", why, "", "",
+                  core_ ? core_->epoch() : 0});
+  // Hooks get their timeout to tell of the shutdown, never longer.
+  notifier_.drain(config_.notify_timeout);
+  manager_.stopping();
   tick_.stop();
   linkd_restart_.stop();
   stop_linkd();
@@ -297,6 +315,12 @@ void Supervisor::reload() {
   if (next.control_socket != config_.control_socket || next.state_dir != config_.state_dir)
     log_warn("reload", "control_socket and node.state_dir changes take effect at the next start");
   config_.restart = next.restart;
+  if (next.notify_dir != config_.notify_dir || next.notify_timeout != config_.notify_timeout)
+    log_info("reload", "notify_dir ", next.notify_dir.empty() ? "(none)" : next.notify_dir);
+  config_.notify_dir = next.notify_dir;
+  config_.notify_timeout = next.notify_timeout;
+  notifier_.configure(config_.notify_dir, config_.notify_timeout,
+                      {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
   config_.services_dir = next.services_dir;
   set_probes(next.probes);
   config_.probes = next.probes;

@@ -13,7 +13,9 @@
 #include "common/config.hpp"
 #include "control.hpp"
 #include "node.hpp"
+#include "notify.hpp"
 #include "probe.hpp"
+#include "sd_notify.hpp"
 #include "service.hpp"
 #include "state_dir.hpp"
 #include "wire.hpp"
@@ -73,6 +75,10 @@ class Supervisor : public ServiceHost {
   void on_tick(ev::timer&, int);
   void on_linkd_restart(ev::timer&, int);
   nlohmann::json node_status() const;
+  // The status line linkd's endpoints answer from (status_feed.cpp).
+  bool serves_endpoints() const;
+  void feed_status();
+  std::string status_signature() const;
   nlohmann::json peer_status() const;
   nlohmann::json handle_node_command(const std::string& cmd, const nlohmann::json& req);
 
@@ -101,6 +107,8 @@ class Supervisor : public ServiceHost {
   bool recovering_ = false;  // recover given: health means every critical probe passing
   std::string record_note_;
   std::string budget_logged_;  // the service last reported over its restart budget
+  bool health_fed_ = true;     // the last health verdict given to the core
+  std::string role_conflict_logged_, epoch_refused_logged_;
   nlohmann::json last_heartbeat_;
   Key key_;
   pid_t linkd_pid_ = 0;
@@ -112,10 +120,17 @@ class Supervisor : public ServiceHost {
   Clock::time_point linkd_started_{};
   int linkd_restarts_ = 0;
   nlohmann::json link_stats_;
+  std::map<std::pair<std::string, std::string>, uint64_t> transitions_;  // (from, to) -> count
+  Clock::time_point state_since_{}, last_status_sent_{};
+  std::string last_status_signature_;
+  uint64_t control_refused_ = 0;  // callers not allowed a mutating command
   bool shutting_down_ = false;
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
   Clock::time_point started_;
+  std::map<std::string, ProbeState> probe_seen_;  // for probe_failing/probe_passing events
+  Notifier notifier_{*this};
+  ManagerNotifier manager_;  // systemd's READY/STOPPING/WATCHDOG, s6's readiness fd
 };
 
 }  // namespace vac

@@ -1080,7 +1080,7 @@ pid_t flooder(int fd, int port, double seconds, bool authentic_copy, const std::
 }
 }  // namespace
 
-TEST_CASE("a UDP flood at a link port, from anywhere or from the peer's address, starves nothing") {
+TEST_CASE("a UDP flood at a link port (garbage, foreign, replayed copies) starves nothing") {
   int a1 = free_udp_port(), b1 = free_udp_port(), px = free_udp_port();
   Relay relay(px, a1, b1);
   Linkd a(settings("web1", "web2", {{addr(a1), addr(px)}}, 1s, 100ms));
@@ -1093,8 +1093,11 @@ TEST_CASE("a UDP flood at a link port, from anywhere or from the peer's address,
   Socket stranger;
   pid_t f1 = flooder(stranger.fd, a1, 3, false, "");
   pid_t f2 = flooder(relay.sock.fd, a1, 3, false, "");  // from the peer's very address
+  auto copies = relay.all(a1);
+  REQUIRE(!copies.empty());
+  pid_t f3 = flooder(relay.sock.fd, a1, 3, true, copies.back());  // an authentic copy
   a.pass(4);
-  for (pid_t f : {f1, f2}) {
+  for (pid_t f : {f1, f2, f3}) {
     kill(f, SIGKILL);
     waitpid(f, nullptr, 0);
   }
@@ -1105,6 +1108,7 @@ TEST_CASE("a UDP flood at a link port, from anywhere or from the peer's address,
   CHECK(st["peer_alive"] == true);
   CHECK(st["datagrams"]["foreign_address"].get<uint64_t>() > 1000);
   CHECK(st["datagrams"]["bad_tag"].get<uint64_t>() > 1000);
+  CHECK(st["datagrams"]["replay"].get<uint64_t>() > 1000);
   CHECK(st["kernel_drops"].is_number());
 }
 

@@ -3,54 +3,14 @@
 
 #include <algorithm>
 
-#include "node.hpp"
+#include "node_test_util.hpp"
 
 using namespace vac;
+using namespace vac::test;
 using namespace std::chrono_literals;
 
-namespace {
-NodePolicy policy(bool master, bool witness = false) {
-  NodePolicy p;
-  p.master = master;
-  p.has_witness = witness;
-  p.dead_after = 1s;
-  p.startup_grace = 3s;
-  p.isolation_after = 3s;
-  return p;
-}
-
-bool has(const std::vector<Action>& a, Action::Kind k,
-         PeerMessage::Kind m = PeerMessage::heartbeat) {
-  return std::any_of(a.begin(), a.end(), [&](const Action& x) {
-    return x.kind == k && (k != Action::send || x.message.kind == m);
-  });
-}
-
-Event msg(PeerMessage::Kind kind, NodeState state, uint64_t epoch, bool healthy = true) {
-  Event e;
-  e.kind = Event::peer_message;
-  e.message = {kind, state, epoch, healthy};
-  return e;
-}
-Event ev(Event::Kind k, bool flag = false) {
-  Event e;
-  e.kind = k;
-  e.flag = flag;
-  return e;
-}
-
-// An active node, with a passive healthy peer heard.
-NodeCore active_master(uint64_t epoch = 1) {
-  NodeCore n(policy(true), NodeState::passive, epoch - 1, 0s);
-  n.handle(msg(PeerMessage::heartbeat, NodeState::passive, 0), 0s);
-  n.handle(ev(Event::services_up), 0s);
-  REQUIRE(n.state() == NodeState::active);
-  return n;
-}
-}  // namespace
-
 TEST_CASE("both passive at start: the master takes the role, the standby waits") {
-  NodeCore master(policy(true), NodeState::passive, 0, 0s);
+  Node master(policy(true), NodeState::passive, 0, 0s);
   auto a = master.handle(msg(PeerMessage::heartbeat, NodeState::passive, 0), 0s);
   CHECK(master.state() == NodeState::starting);
   CHECK(has(a, Action::persist));
@@ -59,7 +19,7 @@ TEST_CASE("both passive at start: the master takes the role, the standby waits")
   master.handle(ev(Event::services_up), 0s);
   CHECK(master.state() == NodeState::active);
 
-  NodeCore standby(policy(false), NodeState::passive, 0, 0s);
+  Node standby(policy(false), NodeState::passive, 0, 0s);
   standby.handle(msg(PeerMessage::heartbeat, NodeState::passive, 0), 0s);
   CHECK(standby.state() == NodeState::passive);
   standby.handle(msg(PeerMessage::heartbeat, NodeState::active, 1), 0s);
@@ -67,18 +27,20 @@ TEST_CASE("both passive at start: the master takes the role, the standby waits")
 }
 
 TEST_CASE("rule 1: a failing active node hands over to a healthy passive peer and fails") {
-  NodeCore n = active_master();
+  Node n = active_master();
   auto a = n.handle(ev(Event::health, false), 1s);
-  CHECK(has(a, Action::send, PeerMessage::takeover));
+  CHECK_FALSE(has(a, Action::send, PeerMessage::takeover));  // stop first: break-before-make
   CHECK(has(a, Action::stop_services));
   CHECK(n.state() == NodeState::stopping);
+  CHECK(n.wait() == Wait::then_takeover);
   CHECK(n.durable_state() == NodeState::failed);  // a crash now must still find it failed
-  n.handle(ev(Event::services_down), 1s);
+  a = n.handle(ev(Event::services_down), 1s);
+  CHECK(has(a, Action::send, PeerMessage::takeover));
   CHECK(n.state() == NodeState::failed);
 }
 
 TEST_CASE("rule 1: without a peer able to take over, the failing node keeps serving") {
-  NodeCore n = active_master();
+  Node n = active_master();
   n.handle(msg(PeerMessage::heartbeat, NodeState::failed, 0, false), 1s);
   auto a = n.handle(ev(Event::health, false), 1s);
   CHECK(n.state() == NodeState::active);
@@ -86,12 +48,13 @@ TEST_CASE("rule 1: without a peer able to take over, the failing node keeps serv
   CHECK(n.reason().find("no healthy passive peer") != std::string::npos);
   // ... and fails over as soon as one appears.
   a = n.handle(msg(PeerMessage::heartbeat, NodeState::passive, 0, true), 2s);
-  CHECK(has(a, Action::send, PeerMessage::takeover));
+  CHECK(has(a, Action::stop_services));
   CHECK(n.state() == NodeState::stopping);
+  CHECK(n.wait() == Wait::then_takeover);
 
   NodePolicy p = policy(true);
   p.stop_without_peer = true;
-  NodeCore s(p, NodeState::passive, 0, 0s);
+  Node s(p, NodeState::passive, 0, 0s);
   s.handle(msg(PeerMessage::heartbeat, NodeState::maintenance, 0), 0s);
   s.handle(ev(Event::services_up), 0s);
   s.handle(ev(Event::health, false), 1s);
@@ -100,26 +63,26 @@ TEST_CASE("rule 1: without a peer able to take over, the failing node keeps serv
 }
 
 TEST_CASE("rule 2: a passive node told to take over starts its services with a new epoch") {
-  NodeCore n(policy(false), NodeState::passive, 4, 0s);
+  Node n(policy(false), NodeState::passive, 4, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::active, 7), 0s);
   auto a = n.handle(msg(PeerMessage::takeover, NodeState::stopping, 7), 1s);
   CHECK(n.state() == NodeState::starting);
   CHECK(n.epoch() == 8);  // max(own, peer) + 1
   CHECK(has(a, Action::start_services));
   // An unhealthy passive node does not take over.
-  NodeCore sick(policy(false), NodeState::passive, 0, 0s);
+  Node sick(policy(false), NodeState::passive, 0, 0s);
   sick.handle(ev(Event::health, false), 0s);
   sick.handle(msg(PeerMessage::takeover, NodeState::stopping, 1), 0s);
   CHECK(sick.state() == NodeState::passive);
 }
 
 TEST_CASE("rule 3: the peer lost while active, or never heard after the grace: take over") {
-  NodeCore n(policy(false), NodeState::passive, 0, 0s);
+  Node n(policy(false), NodeState::passive, 0, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::active, 1), 0s);
   n.handle(ev(Event::peer_lost), 1s);
   CHECK(n.state() == NodeState::starting);
 
-  NodeCore alone(policy(false), NodeState::passive, 0, 0s);
+  Node alone(policy(false), NodeState::passive, 0, 0s);
   alone.handle(ev(Event::tick), 2s);
   CHECK(alone.state() == NodeState::passive);  // still within the start-up grace
   alone.handle(ev(Event::tick), 3s);
@@ -127,7 +90,7 @@ TEST_CASE("rule 3: the peer lost while active, or never heard after the grace: t
 }
 
 TEST_CASE("rule 3: not when the witness says this node is the isolated one") {
-  NodeCore n(policy(false, true), NodeState::passive, 0, 0s);
+  Node n(policy(false, true), NodeState::passive, 0, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::active, 1), 0s);
   n.handle(ev(Event::witness, false), 0s);
   n.handle(ev(Event::peer_lost), 1s);
@@ -137,7 +100,7 @@ TEST_CASE("rule 3: not when the witness says this node is the isolated one") {
 }
 
 TEST_CASE("rule 4: an active node reaching neither peer nor witness fences itself") {
-  NodeCore n(policy(true, true), NodeState::passive, 0, 0s);
+  Node n(policy(true, true), NodeState::passive, 0, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::passive, 0), 0s);
   n.handle(ev(Event::services_up), 0s);
   n.handle(ev(Event::peer_lost), 1s);
@@ -148,23 +111,23 @@ TEST_CASE("rule 4: an active node reaching neither peer nor witness fences itsel
   CHECK(n.state() == NodeState::stopping);
   CHECK(n.reason().find("isolated") != std::string::npos);
   // Without a witness, a lost peer alone does not fence: the peer may simply be dead.
-  NodeCore lone = active_master();
+  Node lone = active_master();
   lone.handle(ev(Event::peer_lost), 1s);
   lone.handle(ev(Event::tick), 60s);
   CHECK(lone.state() == NodeState::active);
 }
 
 TEST_CASE("rule 5: both active after a heal: the lower epoch yields; on a tie, the standby") {
-  NodeCore n = active_master(3);
+  Node n = active_master(3);
   n.handle(msg(PeerMessage::heartbeat, NodeState::active, 5), 1s);
   CHECK(n.state() == NodeState::stopping);
   CHECK(n.durable_state() == NodeState::passive);
 
-  NodeCore keep = active_master(3);
+  Node keep = active_master(3);
   keep.handle(msg(PeerMessage::heartbeat, NodeState::active, 3), 1s);
   CHECK(keep.state() == NodeState::active);  // the master keeps a tie
 
-  NodeCore standby(policy(false), NodeState::passive, 0, 0s);
+  Node standby(policy(false), NodeState::passive, 0, 0s);
   standby.handle(ev(Event::peer_lost), 3s);
   standby.handle(ev(Event::services_up), 3s);
   uint64_t e = standby.epoch();
@@ -173,7 +136,7 @@ TEST_CASE("rule 5: both active after a heal: the lower epoch yields; on a tie, t
 }
 
 TEST_CASE("rule 6: recover re-runs the probes, then passive; with failback, quiesce the peer") {
-  NodeCore n(policy(true), NodeState::failed, 2, 0s);
+  Node n(policy(true), NodeState::failed, 2, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::active, 3), 0s);
   CHECK(n.state() == NodeState::failed);
   n.handle(ev(Event::health, true), 0s);
@@ -192,7 +155,7 @@ TEST_CASE("rule 6: recover re-runs the probes, then passive; with failback, quie
 }
 
 TEST_CASE("rule 6: the peer asked to quiesce stops, then says so") {
-  NodeCore n(policy(false), NodeState::passive, 0, 0s);
+  Node n(policy(false), NodeState::passive, 0, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::failed, 1, false), 0s);
   n.handle(ev(Event::services_up), 0s);
   REQUIRE(n.state() == NodeState::active);
@@ -205,7 +168,7 @@ TEST_CASE("rule 6: the peer asked to quiesce stops, then says so") {
 }
 
 TEST_CASE("rule 7: operator takeover, release and maintenance follow the same handshake") {
-  NodeCore standby(policy(false), NodeState::passive, 0, 0s);
+  Node standby(policy(false), NodeState::passive, 0, 0s);
   standby.handle(msg(PeerMessage::heartbeat, NodeState::active, 1), 0s);
   auto a = standby.handle(ev(Event::op_takeover), 1s);
   CHECK(has(a, Action::send, PeerMessage::quiesce));
@@ -213,27 +176,31 @@ TEST_CASE("rule 7: operator takeover, release and maintenance follow the same ha
   standby.handle(msg(PeerMessage::stopped, NodeState::passive, 1), 2s);
   CHECK(standby.state() == NodeState::starting);
 
-  NodeCore m = active_master();
+  Node m = active_master();
   a = m.handle(ev(Event::op_release), 1s);
-  CHECK(has(a, Action::send, PeerMessage::takeover));
+  CHECK_FALSE(has(a, Action::send, PeerMessage::takeover));
   CHECK(m.state() == NodeState::stopping);
   CHECK(m.durable_state() == NodeState::passive);
+  a = m.handle(ev(Event::services_down), 2s);
+  CHECK(has(a, Action::send, PeerMessage::takeover));
+  CHECK(m.wait() == Wait::handed_over);
 
-  NodeCore alone = active_master();
+  Node alone = active_master();
   alone.handle(msg(PeerMessage::heartbeat, NodeState::failed, 0, false), 1s);
   alone.handle(ev(Event::op_release), 1s);
   CHECK(alone.refused() == "no healthy passive peer to hand over to");
   CHECK(alone.state() == NodeState::active);
 
-  NodeCore mt = active_master();
+  Node mt = active_master();
   a = mt.handle(ev(Event::op_maintenance_on), 1s);
+  CHECK_FALSE(has(a, Action::send, PeerMessage::takeover));
+  a = mt.handle(ev(Event::services_down), 2s);
   CHECK(has(a, Action::send, PeerMessage::takeover));
-  mt.handle(ev(Event::services_down), 2s);
   CHECK(mt.state() == NodeState::maintenance);
   mt.handle(ev(Event::op_maintenance_off), 3s);
   CHECK(mt.state() != NodeState::maintenance);
 
-  NodeCore failed(policy(true), NodeState::failed, 1, 0s);
+  Node failed(policy(true), NodeState::failed, 1, 0s);
   failed.handle(ev(Event::op_takeover), 0s);
   CHECK(failed.refused() == "this node is failed; run recover first");
   failed.handle(ev(Event::op_maintenance_on), 0s);
@@ -241,10 +208,10 @@ TEST_CASE("rule 7: operator takeover, release and maintenance follow the same ha
 }
 
 TEST_CASE("rule 8: failed and maintenance stick across restarts; other states restart passive") {
-  CHECK(NodeCore(policy(true), NodeState::failed, 3, 0s).state() == NodeState::failed);
-  CHECK(NodeCore(policy(true), NodeState::maintenance, 3, 0s).state() == NodeState::maintenance);
-  CHECK(NodeCore(policy(true), NodeState::active, 3, 0s).state() == NodeState::passive);
-  NodeCore n(policy(true), NodeState::failed, 3, 0s);
+  CHECK(Node(policy(true), NodeState::failed, 3, 0s).state() == NodeState::failed);
+  CHECK(Node(policy(true), NodeState::maintenance, 3, 0s).state() == NodeState::maintenance);
+  CHECK(Node(policy(true), NodeState::active, 3, 0s).state() == NodeState::passive);
+  Node n(policy(true), NodeState::failed, 3, 0s);
   n.handle(msg(PeerMessage::heartbeat, NodeState::passive, 0), 0s);
   CHECK(n.state() == NodeState::failed);
   CHECK(n.epoch() == 3);
@@ -253,7 +220,7 @@ TEST_CASE("rule 8: failed and maintenance stick across restarts; other states re
 TEST_CASE("a single node (no peer) serves as soon as it is healthy") {
   NodePolicy p = policy(true);
   p.has_peer = false;
-  NodeCore n(p, NodeState::passive, 0, 0s);
+  Node n(p, NodeState::passive, 0, 0s);
   n.handle(ev(Event::tick), 0s);
   CHECK(n.state() == NodeState::starting);
   n.handle(ev(Event::services_up), 0s);
