@@ -68,21 +68,14 @@ std::optional<LinkdSettings> read_settings(const json& j, std::string& err) {
   s.user = f.str("user");
   const json& links = f.sub("links", "array");
   const json& endpoints = f.sub("endpoints", "object");
-  // Without a peer (no peer, no links) linkd serves only the endpoints: a single node.
-  bool peerless = s.peer.empty() && (!links.is_array() || links.empty());
-  bool serves = endpoints.is_object() &&
-                ((endpoints.contains("http") && endpoints["http"] != "") ||
-                 (endpoints.contains("agent_check") && endpoints["agent_check"] != ""));
+  bool pair = f.ok() && !links.empty();
   if (f.ok() && s.node.empty()) f.fail("field \"node\" must not be empty");
-  if (f.ok() && peerless && !serves) f.fail("no peer and no endpoints: nothing to do");
-  if (f.ok() && !peerless && s.peer.empty()) f.fail("field \"peer\" must not be empty");
-  if (f.ok() && !peerless && s.node == s.peer) f.fail("fields \"node\" and \"peer\" must differ");
-  if (f.ok() && !peerless && links.empty()) f.fail("field \"links\" must hold at least one link");
-  if (f.ok() && !peerless &&
-      (s.key_hex.empty() || s.key_hex.size() % 2 != 0 ||
-       !std::all_of(s.key_hex.begin(), s.key_hex.end(), [](char c) {
-         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-       })))
+  if (pair && s.peer.empty()) f.fail("field \"peer\" must not be empty");
+  if (pair && s.node == s.peer) f.fail("fields \"node\" and \"peer\" must differ");
+  if (pair && (s.key_hex.empty() || s.key_hex.size() % 2 != 0 ||
+               !std::all_of(s.key_hex.begin(), s.key_hex.end(), [](char c) {
+                 return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+               })))
     f.fail("field \"key\" must be hexadecimal");
   if (!f.ok()) return err = f.error(), std::nullopt;
   for (size_t i = 0; i < links.size(); ++i) {
@@ -96,10 +89,13 @@ std::optional<LinkdSettings> read_settings(const json& j, std::string& err) {
     s.endpoints.http = e.str("http");
     s.endpoints.agent_check = e.str("agent_check");
     s.endpoints.agent_inactive = e.str("agent_inactive", "down");
-    if (s.endpoints.agent_inactive != "down" && s.endpoints.agent_inactive != "maint")
-      e.fail("config line: endpoints.agent_inactive must be \"down\" or \"maint\"");
+    if (e.ok() && s.endpoints.agent_inactive != "down" && s.endpoints.agent_inactive != "maint")
+      e.fail("field \"agent_inactive\" must be \"down\" or \"maint\"");
     if (!e.ok()) return err = e.error(), std::nullopt;
   }
+  if (s.links.empty() && s.endpoints.empty())
+    return err = "config line: field \"links\" must hold at least one link (or endpoints be set)",
+           std::nullopt;
   return s;
 }
 
@@ -185,7 +181,7 @@ std::string encode_config_line(const LinkdSettings& s) {
             {"heartbeat_us", s.heartbeat.count()},
             {"dead_after_us", s.dead_after.count()},
             {"user", s.user}};
-  if (!s.endpoints.http.empty() || !s.endpoints.agent_check.empty())
+  if (!s.endpoints.empty())
     c["endpoints"] = {{"http", s.endpoints.http},
                       {"agent_check", s.endpoints.agent_check},
                       {"agent_inactive", s.endpoints.agent_inactive}};

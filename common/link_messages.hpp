@@ -47,10 +47,12 @@ inline bool is_command(PeerKind k) {
 struct EndpointsSettings {
   std::string http;
   std::string agent_check;
-  std::string agent_inactive = "down";  // the agent's word for "not this node": down | maint
+  std::string agent_inactive = "down";  // what agent-check says of a node not to use
+  bool empty() const { return http.empty() && agent_check.empty(); }
 };
 
-// The first line: everything linkd needs, so it opens no file.
+// The first line: everything linkd needs, so it opens no file. Without links (a single node)
+// linkd serves only the endpoints, and peer and key may be empty.
 struct LinkdSettings {
   std::string node, peer;
   std::vector<LinkConfig> links;

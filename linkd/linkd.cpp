@@ -1,10 +1,8 @@
 #include "linkd.hpp"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <netdb.h>
-#include <pwd.h>
+#include <netinet/in.h>
 #include <unistd.h>
 #include <cerrno>
 #include <cstring>
@@ -13,21 +11,22 @@
 
 #include "common/link_messages.hpp"
 #include "common/log.hpp"
-#include "metrics.hpp"
+#include "common/text.hpp"
 
 namespace vac {
 
-using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
 namespace {
+constexpr size_t kMaxOutBuffer = 1 << 20;  // lines for a supervisor that stopped reading
+constexpr int kReceiveBuffer = 4 << 20;    // room for a burst while the loop is busy
+constexpr size_t kRecentTags = 65536;      // a few minutes of a pair's datagrams
+
 bool resolve(const std::string& text, sockaddr_storage& out, socklen_t& len, std::string& err) {
   std::string host;
   int port = 0;
   if (!parse_address(text, host, port, err)) return false;
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_DGRAM;
-  hints.ai_flags = AI_NUMERICHOST;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
   int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
   if (rc != 0) return err = cat("bad address ", quote(text), ": ", gai_strerror(rc)), false;
   std::memcpy(&out, res->ai_addr, res->ai_addrlen);
@@ -36,66 +35,47 @@ bool resolve(const std::string& text, sockaddr_storage& out, socklen_t& len, std
   return true;
 }
 
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+// The same host and port: the only datagrams worth an HMAC come from the configured peer.
+bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  if (a.ss_family == AF_INET6) {
+    auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+    auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+    return x.sin6_port == y.sin6_port &&
+           std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+  }
+  return false;
 }
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+
+double ms(Duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
 }
 }  // namespace
 
-bool parse_linkd_config(const json& j, LinkdConfig& c, std::string& err) {
-  try {
-    c.node = j.at("node").get<std::string>();
-    if (const json& e = j.value("endpoints", json::object()); !e.empty())
-      c.endpoints = {e.value("http", ""), e.value("agent_check", ""),
-                     e.value("agent_inactive", "down")};
-    for (auto& l : j.value("links", json::array()))
-      c.links.push_back({l.at("listen"), l.at("peer")});
-    if (c.links.empty() && c.endpoints.empty()) return err = "no links and no endpoints", false;
-    if (!c.links.empty()) {
-      c.peer = j.at("peer").get<std::string>();
-      if (!parse_key_hex(j.at("key").get<std::string>(), c.key, err)) return false;
-    }
-    c.heartbeat = Duration(j.at("heartbeat_us").get<int64_t>());
-    c.dead_after = Duration(j.at("dead_after_us").get<int64_t>());
-    c.ts_window = Duration(j.value("ts_window_us", int64_t(60000000)));
-    c.user = j.value("user", "");
-  } catch (const json::exception& e) {
-    return err = cat("bad configuration line: ", e.what()), false;
-  }
-  return true;
+MonoClock steady_mono_clock() {
+  auto origin = std::chrono::steady_clock::now();
+  return [origin] {
+    return std::chrono::duration_cast<MonoTime>(std::chrono::steady_clock::now() - origin);
+  };
 }
 
-json linkd_config_json(const LinkdConfig& c) {
-  json links = json::array();
-  for (auto& l : c.links) links.push_back({{"listen", l.listen}, {"peer", l.peer}});
-  char hex[1024];
-  sodium_bin2hex(hex, sizeof hex, c.key.data(), std::min<size_t>(c.key.size(), 500));
-  return {{"node", c.node},
-          {"peer", c.peer},
-          {"links", links},
-          {"key", hex},
-          {"heartbeat_us", c.heartbeat.count()},
-          {"dead_after_us", c.dead_after.count()},
-          {"ts_window_us", c.ts_window.count()},
-          {"user", c.user},
-          {"endpoints",
-           {{"http", c.endpoints.http},
-            {"agent_check", c.endpoints.agent_check},
-            {"agent_inactive", c.endpoints.agent_inactive}}}};
-}
-
-LinkDaemon::LinkDaemon(LinkdConfig config) : config_(std::move(config)) {
-  boot_ = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                    std::chrono::system_clock::now().time_since_epoch())
-                                    .count());
-  started_ = Clock::now();
+LinkDaemon::LinkDaemon(LinkdSettings settings, MonoClock clock)
+    : settings_(std::move(settings)), clock_(std::move(clock)) {
+  // A challenge stays answerable for about dead_after; one peer session is challenged (and
+  // one challenge answered) at most every half heartbeat.
+  session_ = std::make_unique<PeerSession>(
+      settings_.links.size(), settings_.dead_after / 2,
+      std::max<Duration>(settings_.heartbeat / 2, std::chrono::milliseconds(5)));
+  lease_length_ = supervisor_lease(settings_.heartbeat, settings_.dead_after);
   for (const char* k :
-       {"accepted", "bad_tag", "malformed", "unknown_sender", "replayed", "stale", "oversized"})
-    counters_[k] = 0;
+       {"ok", "foreign_address", "oversized", "bad_tag", "malformed", "wrong_sender", "wrong_link",
+        "handshake", "unconfirmed", "stale_session", "replay"})
+    datagrams_[k] = 0;
 }
 
 LinkDaemon::~LinkDaemon() {
@@ -103,8 +83,18 @@ LinkDaemon::~LinkDaemon() {
     if (l->fd >= 0) close(l->fd);
 }
 
+bool LinkDaemon::load_key(std::string& err) {
+  if (settings_.links.empty()) return true;  // endpoints only: no peer, no key
+  bool ok = key_.load_hex(settings_.key_hex, err);
+  sodium_memzero(settings_.key_hex.data(), settings_.key_hex.size());
+  settings_.key_hex.clear();
+  if (ok && !key_.locked())
+    log_warn("linkd", "the key could not be locked in memory (RLIMIT_MEMLOCK); it may be swapped");
+  return ok;
+}
+
 bool LinkDaemon::bind_links(std::string& err) {
-  for (auto& lc : config_.links) {
+  for (auto& lc : settings_.links) {
     auto link = std::make_unique<Link>();
     link->config = lc;
     link->index = links_.size();
@@ -115,31 +105,31 @@ bool LinkDaemon::bind_links(std::string& err) {
       return false;
     link->fd = socket(local.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (link->fd < 0) return err = sys_error("socket"), false;
-    if (bind(link->fd, reinterpret_cast<sockaddr*>(&local), local_len) != 0)
-      return err = sys_error(cat("cannot bind ", lc.listen)), false;
+    // Root may raise the receive buffer past net.core.rmem_max; others get what it allows.
+    int size = kReceiveBuffer, on = 1;
+    if (setsockopt(link->fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+      setsockopt(link->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    // Each datagram then carries the socket's count of datagrams the kernel dropped.
+    setsockopt(link->fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on);
+    if (bind(link->fd, reinterpret_cast<sockaddr*>(&local), local_len) != 0) {
+      err = sys_error(cat("cannot bind ", lc.listen));
+      close(link->fd);
+      return false;
+    }
     links_.push_back(std::move(link));
   }
-  if (!config_.endpoints.empty()) {
-    endpoints_ = std::make_unique<EndpointServer>(
-        config_.endpoints, supervisor_lease(config_.heartbeat, config_.dead_after));
+  if (!settings_.endpoints.http.empty() || !settings_.endpoints.agent_check.empty()) {
+    EndpointsConfig ec{settings_.endpoints.http, settings_.endpoints.agent_check,
+                       settings_.endpoints.agent_inactive};
+    endpoints_ = std::make_unique<EndpointServer>(ec, lease_length_);
     std::string why;
     if (!endpoints_->bind(why)) {
       // The peer link matters more than the endpoints: it runs without them, loudly. A load
       // balancer that cannot reach /active keeps this node out (fail closed).
-      emit({{"error", cat(why, "; the endpoints are not served")}});
+      emit(encode_error_line(cat(why, "; the endpoints are not served")));
       endpoints_.reset();
     }
   }
-  return true;
-}
-
-bool LinkDaemon::drop_privileges(std::string& err) {
-  if (config_.user.empty() || geteuid() != 0) return true;
-  passwd* pw = getpwnam(config_.user.c_str());
-  if (!pw)
-    return err = cat("no user ", quote(config_.user), " to run as (the `user` setting)"), false;
-  if (setgroups(0, nullptr) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
-    return err = sys_error(cat("cannot become ", config_.user)), false;
   return true;
 }
 
@@ -150,114 +140,238 @@ void LinkDaemon::start() {
     l->io.start(l->fd, ev::READ);
   }
   fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+  fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
   stdin_io_.set<LinkDaemon, &LinkDaemon::on_stdin>(this);
   stdin_io_.start(0, ev::READ);
+  stdout_io_.set<LinkDaemon, &LinkDaemon::on_stdout>(this);
+  stdout_io_.set(1, ev::WRITE);
   silence_.set<LinkDaemon, &LinkDaemon::on_silence>(this);
+  lease_.set<LinkDaemon, &LinkDaemon::on_lease>(this);
+  lease_.set(0, seconds(lease_length_));
+  last_line_ = now();  // the configuration line was the supervisor's first word
+  lease_.again();
+  supervisor_fresh_ = true;
   tick_.set<LinkDaemon, &LinkDaemon::on_tick>(this);
-  tick_.start(0, seconds(config_.heartbeat));
+  tick_.start(0, seconds(settings_.heartbeat));
+  sigterm_.set<LinkDaemon, &LinkDaemon::on_signal>(this);
+  sigterm_.start(SIGTERM);
+  sigint_.set<LinkDaemon, &LinkDaemon::on_signal>(this);
+  sigint_.start(SIGINT);
   if (endpoints_) {
+    endpoints_->heard_supervisor();
+    endpoints_->set_link_stats([this] {
+      nlohmann::json j = stats_json(stats());
+      j["counters"] = j["datagrams"];  // the name /metrics reads
+      return j;
+    });
     std::string err;
-    endpoints_->set_link_stats([this] { return stats(); });
-    if (!endpoints_->start(err)) emit({{"error", err}});
+    if (!endpoints_->start(err)) emit(encode_error_line(err));
   }
-  emit({{"ready", {{"links", links_.size()}, {"uid", geteuid()}}}});
+  emit(encode_ready_line(links_.size(), geteuid()));
 }
 
-void LinkDaemon::emit(const json& j) {
-  std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-  for (size_t off = 0; off < line.size();) {
-    ssize_t n = write(1, line.data() + off, line.size() - off);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) std::exit(0);  // the supervisor is gone
-    off += static_cast<size_t>(n);
+void LinkDaemon::on_signal(ev::sig&, int) {
+  ev::get_default_loop().break_loop(ev::ALL);  // main returns: the key is wiped on the way
+}
+
+// ---- the supervisor's side ----
+
+void LinkDaemon::emit(const std::string& line) {
+  if (out_buf_.size() + line.size() > kMaxOutBuffer) {
+    if (lines_dropped_++ % 1000 == 0)
+      log_warn("linkd", "the supervisor is not reading; dropping lines (", lines_dropped_, ")");
+    return;
   }
+  out_buf_ += line;
+  on_stdout(stdout_io_, ev::WRITE);
+}
+
+void LinkDaemon::on_stdout(ev::io&, int) {
+  while (!out_buf_.empty()) {
+    ssize_t n = write(1, out_buf_.data(), out_buf_.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {  // the supervisor is gone
+      out_buf_.clear();
+      ev::get_default_loop().break_loop(ev::ALL);
+      return;
+    }
+    out_buf_.erase(0, static_cast<size_t>(n));
+  }
+  if (out_buf_.empty())
+    stdout_io_.stop();
+  else if (!stdout_io_.is_active())
+    stdout_io_.start();
 }
 
 void LinkDaemon::on_stdin(ev::io&, int) {
+  read_stdin();
+}
+
+void LinkDaemon::read_stdin() {
   auto r = stdin_reader_.read_from(0, [this](std::string_view line, bool truncated) {
-    if (!truncated) on_supervisor_line(line);
+    if (truncated) return log_warn("linkd", "a line from the supervisor was too long; ignored");
+    on_supervisor_line(line);
   });
   if (r == LineReader::ReadResult::eof || r == LineReader::ReadResult::error)
     ev::get_default_loop().break_loop(ev::ALL);  // the supervisor closed our stdin: done
 }
 
 void LinkDaemon::on_supervisor_line(std::string_view line) {
-  json j = json::parse(line, nullptr, false);
-  if (j.is_discarded() || !j.is_object())
-    return log_warn("linkd", "ignoring a bad line from the supervisor");
-  if (endpoints_) {
-    endpoints_->heard_supervisor();
-    if (j.contains("status")) endpoints_->set_status(j["status"]);
-  }
-  if (j.contains("heartbeat")) {
-    json before = heartbeat_;
-    heartbeat_ = j["heartbeat"];
-    if (heartbeat_ != before) {  // news travels now, not at the next tick
-      json hb = {{"kind", "heartbeat"}};
-      hb.update(heartbeat_);
-      send_all(hb);
+  std::string err;
+  auto m = decode_to_linkd(line, err);
+  if (!m) return log_warn("linkd", "ignoring a line from the supervisor: ", err);
+  // Any well-formed line renews the lease: the supervisor's loop is turning.
+  last_line_ = now();
+  lease_.again();
+  if (endpoints_) endpoints_->heard_supervisor();
+  if (!supervisor_fresh_) log_info("linkd", "the supervisor speaks again; heartbeats resume");
+  supervisor_fresh_ = true;
+  switch (m->kind) {
+    case ToLinkd::config:
+      log_warn("linkd", "ignoring a second configuration line");
+      break;
+    case ToLinkd::heartbeat: {
+      bool changed = !heartbeat_ || !(*heartbeat_ == m->report);
+      heartbeat_ = m->report;
+      if (changed) send_heartbeat();  // news travels now, not at the next tick
+      break;
     }
+    case ToLinkd::send:
+      pending_[next_id_++] = {m->command, m->report};
+      send_pending();
+      break;
+    case ToLinkd::status:
+      status_ = std::move(m->status_doc);
+      if (endpoints_) endpoints_->set_status(status_);
+      break;
+    case ToLinkd::stats:
+      emit(encode_stats_line(stats()));
+      break;
   }
-  if (j.contains("send")) {
-    json m = j["send"];
-    m["id"] = next_id_;
-    pending_[next_id_++] = m;
-    send_all(m);
-  }
-  if (j.contains("stats")) emit({{"stats", stats()}});
 }
 
-void LinkDaemon::send_on(Link& link, const json& msg) {
+void LinkDaemon::on_lease(ev::timer&, int) {
+  read_stdin();  // lines may be waiting behind a stall of ours, not of the supervisor
+  if (now() - last_line_ >= lease_length_) {
+    if (supervisor_fresh_)
+      log_warn("linkd", "no line from the supervisor for ", format_duration(lease_length_),
+               "; heartbeats stop until it speaks again");
+    supervisor_fresh_ = false;
+  }
+}
+
+// ---- the peer's side ----
+
+void LinkDaemon::send_on(Link& link, const std::string& rsid, const WireMessage& msg) {
   Datagram d;
-  d.from = config_.node;
-  d.boot = boot_;
+  d.from = settings_.node;
   d.link = link.index;
-  d.seq = ++link.seq;
-  d.ts_ms = wall_ms();
+  d.sid = session_->mine();
+  d.rsid = rsid;
+  d.seq = ++seq_;
   d.msg = msg;
-  std::string bytes = seal(d, config_.key);
+  std::string bytes = seal(d, key_);
   if (sendto(link.fd, bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&link.peer),
              link.peer_len) > 0)
     ++link.tx;
 }
 
-void LinkDaemon::send_all(const json& msg) {
-  for (auto& l : links_) send_on(*l, msg);
+void LinkDaemon::send_all(const std::string& rsid, const WireMessage& msg) {
+  for (auto& l : links_) send_on(*l, rsid, msg);
+}
+
+void LinkDaemon::send_heartbeat() {
+  // Advertised only while the supervisor holds its lease: a frozen supervisor goes silent.
+  if (!heartbeat_ || !supervisor_fresh_) return;
+  WireMessage m;
+  m.kind = WireMessage::heartbeat;
+  m.report = *heartbeat_;
+  m.t = static_cast<uint64_t>(now().count());
+  send_all(session_->peer(), m);
+}
+
+void LinkDaemon::send_pending() {
+  for (auto& [id, p] : pending_) {
+    WireMessage m;
+    m.kind = WireMessage::command;
+    m.command_kind = p.kind;
+    m.id = id;
+    m.report = p.report;
+    send_all(session_->peer(), m);
+  }
 }
 
 void LinkDaemon::on_tick(ev::timer&, int) {
-  if (heartbeat_.is_object()) {  // nothing to say before the supervisor has said what we are
-    json hb = {
-        {"kind", "heartbeat"},
-        {"t", std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
-                  .count()}};
-    hb.update(heartbeat_);
-    send_all(hb);
-  }
-  for (auto& [id, m] : pending_) send_all(m);  // retried until acknowledged
-  if (ms_since(last_stats_) >= 1000) {
-    last_stats_ = Clock::now();
-    emit({{"stats", stats()}});
+  send_heartbeat();
+  send_pending();  // retried until acknowledged or the peer is lost
+  if (now() - last_stats_ >= std::chrono::seconds(1)) {
+    last_stats_ = now();
+    emit(encode_stats_line(stats()));
   }
 }
 
+void LinkDaemon::drain_links() {
+  for (auto& l : links_) on_readable(*l, kDrainLimit);
+}
+
 void LinkDaemon::on_silence(ev::timer&, int) {
+  // Read what is waiting first: a stall of ours is not the peer's silence.
+  drain_links();
+  Duration silent = now() - last_heartbeat_;
+  if (silent < settings_.dead_after) {
+    silence_.start(seconds(settings_.dead_after - silent), 0);
+    return;
+  }
   if (peer_alive_) peer_lost();
 }
 
 void LinkDaemon::peer_lost() {
   peer_alive_ = false;
-  pending_.clear();  // commands are retried until acknowledged or the peer is lost
-  emit({{"lost", {{"silent_ms", ms_since(last_heard_)}}}});
+  pending_.clear();  // retried until acknowledged or the peer is lost
+  last_peer_.reset();
+  session_->drop_peer();  // whatever comes next proves itself afresh
+  pair_changed();
+  emit(encode_lost_line());
 }
 
-void LinkDaemon::on_readable(Link& link) {
+void LinkDaemon::pair_changed() {
+  generation_ = session_->generation();
+  inbox_.reset();  // command ids belong to the peer session
+  if (session_->confirmed()) {
+    send_heartbeat();
+    send_pending();  // commands still wanted reach a restarted peer too
+  }
+}
+
+void LinkDaemon::on_readable(Link& link, int budget) {
   char buf[kMaxDatagram + 1];
-  for (int i = 0; i < 64; ++i) {  // bounded per wake-up: a flood cannot starve the loop
-    ssize_t n = recv(link.fd, buf, sizeof buf, MSG_TRUNC);
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(uint32_t))];
+  for (int i = 0; i < budget; ++i) {
+    sockaddr_storage from{};
+    iovec iov{buf, sizeof buf};
+    msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(link.fd, &mh, MSG_TRUNC);
     if (n < 0) return;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+        uint32_t drops = 0;
+        std::memcpy(&drops, CMSG_DATA(c), sizeof drops);
+        link.kernel_drops = drops;  // the socket's running total
+      }
+    // Before any HMAC work: only the configured peer's address is worth one.
+    if (!same_address(from, link.peer)) {
+      count("foreign_address");
+      continue;
+    }
     if (static_cast<size_t>(n) > kMaxDatagram) {
-      ++counters_["oversized"];
+      count("oversized");
       continue;
     }
     on_datagram(link, std::string_view(buf, static_cast<size_t>(n)));
@@ -265,69 +379,97 @@ void LinkDaemon::on_readable(Link& link) {
 }
 
 void LinkDaemon::on_datagram(Link& link, std::string_view bytes) {
+  // Genuine tags are unpredictable: matching a remembered one means a copy, or garbage made
+  // to look like one; either way refused, and no genuine datagram can be shadowed.
+  uint64_t tag = 0;
+  if (bytes.size() > kTagBytes) {
+    std::memcpy(&tag, bytes.data() + bytes.size() - kTagBytes, sizeof tag);
+    if (recent_tags_.count(tag)) return count("replay");
+  }
   Datagram d;
-  OpenResult r = open_datagram(bytes, config_.key, d);
-  if (r != OpenResult::ok) return void(++counters_[to_string(r)]);
-  if (d.from != config_.peer) return void(++counters_["unknown_sender"]);
-  if (std::llabs(wall_ms() - d.ts_ms) > seconds(config_.ts_window) * 1000)
-    return void(++counters_["stale"]);
-  // A datagram captured on one link and replayed on another is a replay too.
-  if (d.link != link.index || !link.replay.accept(d.boot, d.seq))
-    return void(++counters_["replayed"]);
-  ++counters_["accepted"];
+  OpenResult r = open_datagram(bytes, key_, d);
+  if (r != OpenResult::ok) return count(to_string(r));
+  if (recent_tags_.insert(tag).second) {
+    recent_order_.push_back(tag);
+    if (recent_order_.size() > kRecentTags) {
+      recent_tags_.erase(recent_order_.front());
+      recent_order_.pop_front();
+    }
+  }
+  // Our own datagrams reflected back, or another pair's sharing the key: not our peer.
+  if (d.from != settings_.peer) return count("wrong_sender");
+  // A datagram captured on one link and replayed on another is refused.
+  if (d.link != link.index) return count("wrong_link");
+  std::vector<PeerSession::Outgoing> replies;
+  auto verdict = session_->admit(d, now(), replies);
+  count(PeerSession::to_string(verdict));
+  for (auto& o : replies) send_all(o.rsid, o.msg);
+  if (session_->generation() != generation_) pair_changed();
+  if (verdict == PeerSession::Verdict::accept) on_data(link, d);
+}
+
+void LinkDaemon::on_data(Link& link, const Datagram& d) {
   ++link.rx;
   link.heard = true;
-  link.last_heard = last_heard_ = Clock::now();
-  silence_.stop();
-  silence_.start(seconds(config_.dead_after), 0);
-  std::string kind = d.msg.value("kind", "");
-  bool was_alive = peer_alive_;
-  peer_alive_ = true;
-  if (kind == "heartbeat") {
-    send_on(link, {{"kind", "pong"}, {"t", d.msg.value("t", int64_t(0))}});
-    json peer = {{"kind", "heartbeat"},
-                 {"state", d.msg.value("state", "passive")},
-                 {"epoch", d.msg.value("epoch", uint64_t(0))},
-                 {"healthy", d.msg.value("healthy", false)}};
-    if (!was_alive || peer != last_peer_) emit({{"peer", peer}});
-    last_peer_ = peer;
-  } else if (kind == "pong") {
-    int64_t t = d.msg.value("t", int64_t(0));
-    int64_t now =
-        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
-            .count();
-    if (t > 0 && now >= t) link.rtt_ms = static_cast<double>(now - t) / 1000.0;
-  } else if (kind == "ack") {
-    pending_.erase(d.msg.value("id", uint64_t(0)));
-  } else if (kind == "takeover" || kind == "quiesce" || kind == "stopped") {
-    uint64_t id = d.msg.value("id", uint64_t(0));
-    send_on(link, {{"kind", "ack"}, {"id", id}});
-    uint64_t& done = delivered_[d.boot];
-    if (id > done) {  // each command reaches the supervisor once, whichever link carried it
-      done = id;
-      json m = d.msg;
-      m.erase("id");
-      emit({{"peer", m}});
+  link.last_heard = now();
+  const WireMessage& m = d.msg;
+  switch (m.kind) {
+    case WireMessage::heartbeat: {
+      // Only heartbeats keep the peer alive: they stop when its supervisor does.
+      last_heartbeat_ = now();
+      silence_.stop();
+      silence_.start(seconds(settings_.dead_after), 0);
+      WireMessage pong;
+      pong.kind = WireMessage::pong;
+      pong.t = m.t;
+      send_on(link, session_->peer(), pong);
+      bool news = !peer_alive_ || !last_peer_ || !(*last_peer_ == m.report);
+      peer_alive_ = true;
+      last_peer_ = m.report;
+      if (news) emit(encode_peer_line({PeerKind::heartbeat, m.report}));
+      break;
     }
-  } else {
-    ++counters_["malformed"];
+    case WireMessage::pong: {
+      auto sent = static_cast<int64_t>(m.t), at = static_cast<int64_t>(now().count());
+      if (at >= sent) link.rtt_ms = static_cast<double>(at - sent) / 1000.0;
+      break;
+    }
+    case WireMessage::ack:
+      pending_.erase(m.id);
+      break;
+    case WireMessage::command: {
+      WireMessage ack;
+      ack.kind = WireMessage::ack;
+      ack.id = m.id;
+      send_on(link, session_->peer(), ack);  // every copy is acknowledged...
+      if (inbox_.first_time(m.id))           // ...and the first, whichever link, passed on
+        emit(encode_peer_line({m.command_kind, m.report}));
+      break;
+    }
+    default:
+      break;
   }
 }
 
-json LinkDaemon::stats() const {
-  json links = json::array();
+LinkdStats LinkDaemon::stats() const {
+  LinkdStats s;
+  MonoTime t = now();
   for (auto& l : links_) {
-    double heard = l->heard ? ms_since(l->last_heard) : -1;
-    links.push_back({{"listen", l->config.listen},
-                     {"peer", l->config.peer},
-                     {"up", l->heard && heard < seconds(config_.dead_after) * 1000},
-                     {"last_heard_ms", l->heard ? json(heard) : json(nullptr)},
-                     {"rtt_ms", l->rtt_ms >= 0 ? json(l->rtt_ms) : json(nullptr)},
-                     {"rx", l->rx},
-                     {"kernel_drops", udp_kernel_drops(l->fd)},
-                     {"tx", l->tx}});
+    LinkStats ls;
+    ls.listen = l->config.listen;
+    ls.peer = l->config.peer;
+    ls.up = l->heard && t - l->last_heard < settings_.dead_after;
+    if (l->heard) ls.last_heard_ms = ms(t - l->last_heard);
+    if (l->rtt_ms >= 0) ls.rtt_ms = l->rtt_ms;
+    ls.rx = l->rx, ls.tx = l->tx, ls.kernel_drops = l->kernel_drops;
+    s.kernel_drops += l->kernel_drops;
+    s.links.push_back(std::move(ls));
   }
-  return {{"links", links}, {"counters", counters_}, {"peer_alive", peer_alive_}};
+  s.datagrams = datagrams_;
+  s.peer_alive = peer_alive_;
+  s.supervisor_fresh = supervisor_fresh_;
+  s.commands_pending = pending_.size();
+  return s;
 }
 
 }  // namespace vac

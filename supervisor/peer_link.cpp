@@ -11,6 +11,7 @@
 
 #include "common/install_dirs.hpp"
 #include "common/json_util.hpp"
+#include "common/link_messages.hpp"
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "preflight.hpp"
@@ -18,35 +19,36 @@
 namespace vac {
 
 namespace {
-json message_json(const PeerMessage& m) {
-  return {{"kind", to_string(m.kind)},
-          {"state", to_string(m.state)},
-          {"epoch", m.epoch},
-          {"healthy", m.healthy},
-          {"role", to_string(m.role)}};
+NodeReport report_of(const PeerMessage& m) {
+  return {to_string(m.state), m.epoch, m.healthy, m.role == Role::standby ? "standby" : "master"};
 }
 
-bool message_from_json(const json& j, PeerMessage& m, std::string& err) {
-  if (!j.is_object()) return err = "not an object", false;
-  Fields f(j, "peer message");
-  std::string kind = f.str("kind", "", true), state = f.str("state", "", true);
-  std::string role = f.str("role");
-  m.epoch = f.uinteger("epoch");
-  m.healthy = f.boolean("healthy");
-  if (!f.ok()) return err = f.error(), false;
-  if (kind == "heartbeat")
-    m.kind = PeerMessage::heartbeat;
-  else if (kind == "takeover")
-    m.kind = PeerMessage::takeover;
-  else if (kind == "quiesce")
-    m.kind = PeerMessage::quiesce;
-  else if (kind == "stopped")
-    m.kind = PeerMessage::stopped;
-  else
-    return err = cat("unknown kind ", quote(kind)), false;
-  if (!parse_node_state(state, m.state)) return err = cat("unknown state ", quote(state)), false;
-  if (!parse_role(role, m.role)) m.role = Role::unknown;  // an older peer does not say
-  return true;
+PeerMessage::Kind kind_of(PeerKind k) {
+  switch (k) {
+    case PeerKind::heartbeat:
+      return PeerMessage::heartbeat;
+    case PeerKind::takeover:
+      return PeerMessage::takeover;
+    case PeerKind::quiesce:
+      return PeerMessage::quiesce;
+    case PeerKind::stopped:
+      return PeerMessage::stopped;
+  }
+  return PeerMessage::heartbeat;
+}
+
+PeerKind peer_kind(PeerMessage::Kind k) {
+  switch (k) {
+    case PeerMessage::heartbeat:
+      return PeerKind::heartbeat;
+    case PeerMessage::takeover:
+      return PeerKind::takeover;
+    case PeerMessage::quiesce:
+      return PeerKind::quiesce;
+    case PeerMessage::stopped:
+      return PeerKind::stopped;
+  }
+  return PeerKind::heartbeat;
 }
 
 }  // namespace
@@ -112,21 +114,21 @@ void PeerLink::start() {
   in_ = in, out_ = out;
   reader_.reset();
   io_.start(out_, ev::READ);
-  LinkdConfig lc;
-  lc.node = config_.node_name;
+  LinkdSettings ls;
+  ls.node = config_.node_name;
   if (config_.peer) {
-    lc.peer = config_.peer->name;
-    lc.links = config_.peer->links;
-    lc.key = key_;
-    lc.heartbeat = config_.peer->heartbeat;
-    lc.dead_after = config_.peer->dead_after;
+    ls.peer = config_.peer->name;
+    ls.links = config_.peer->links;
+    ls.key_hex = key_hex(key_);
+    ls.heartbeat = config_.peer->heartbeat;
+    ls.dead_after = config_.peer->dead_after;
   }
-  lc.user = config_.user;
-  lc.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
+  ls.user = config_.user;
+  ls.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
                   config_.endpoint_agent_inactive};
-  write_line({{"config", linkd_config_json(lc)}});
-  if (!last_heartbeat_.is_null()) write_line({{"heartbeat", last_heartbeat_}});
-  if (!last_status_.is_null()) write_line({{"status", last_status_}});
+  write_line(encode_config_line(ls));
+  if (last_heartbeat_) write_line(encode_heartbeat_line(report_of(*last_heartbeat_)));
+  if (!last_status_.empty()) write_line(last_status_);
 }
 
 void PeerLink::on_exit(int status) {
@@ -158,24 +160,21 @@ void PeerLink::stop() {
 }
 
 void PeerLink::heartbeat(const PeerMessage& hb) {
-  json j = message_json(hb);
-  j.erase("kind");
-  last_heartbeat_ = j;
-  write_line({{"heartbeat", j}});
+  last_heartbeat_ = hb;
+  write_line(encode_heartbeat_line(report_of(hb)));
 }
 
 void PeerLink::send(const PeerMessage& m) {
-  write_line({{"send", message_json(m)}});
+  write_line(encode_send_line(peer_kind(m.kind), report_of(m)));
 }
 
 void PeerLink::status(const json& doc) {
-  last_status_ = doc;
-  write_line({{"status", doc}});
+  last_status_ = encode_status_line(doc);
+  write_line(last_status_);
 }
 
-void PeerLink::write_line(const json& j) {
+void PeerLink::write_line(const std::string& line) {
   if (in_ < 0) return;
-  std::string line = dump_json(j) + "\n";
   // Never block on linkd: a line it cannot take now is dropped and counted. Heartbeats repeat
   // every tick; a command lost this way is covered by the plain rules' deadlines.
   ssize_t n = write(in_, line.data(), line.size());
@@ -202,27 +201,36 @@ void PeerLink::on_output(ev::io&, int) {
 
 void PeerLink::on_line(std::string_view line) {
   std::string err;
-  auto parsed = parse_json(line, err);
-  if (!parsed || !parsed->is_object())
-    return log_warn("linkd", "garbled line from linkd: ", err.empty() ? "not an object" : err);
-  const json& j = *parsed;
-  Fields f(j, "linkd line");
-  if (f.has("ready"))
-    log_info("linkd", "ready on ", Fields(f.sub("ready", "object"), "ready").integer("links"),
-             " links");
-  if (f.has("error")) log_error("linkd", f.str("error", "error"));
-  if (f.has("stats") && j["stats"].is_object()) stats_ = j["stats"];
-  if (!f.ok()) return log_warn("linkd", f.error());
-  if (f.has("lost")) {
-    if (!config_.peer) return;
-    log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
-    if (handlers_.lost) handlers_.lost();
-  }
-  if (f.has("peer") && config_.peer) {
-    PeerMessage m;
-    if (!message_from_json(j["peer"], m, err))
-      return log_warn("linkd", "bad peer message from linkd: ", err);
-    if (handlers_.message) handlers_.message(m);
+  auto m = decode_from_linkd(line, err);
+  if (!m) return log_warn("linkd", "garbled line from linkd: ", err);
+  switch (m->kind) {
+    case FromLinkd::ready:
+      log_info("linkd", "ready on ", m->links, " links, as uid ", m->uid);
+      break;
+    case FromLinkd::error:
+      log_error("linkd", m->message);
+      break;
+    case FromLinkd::stats:
+      stats_ = stats_json(m->stats_value);
+      break;
+    case FromLinkd::lost:
+      if (!config_.peer) break;
+      log_warn("node", "peer ", config_.peer->name, " lost: silent on every link");
+      if (handlers_.lost) handlers_.lost();
+      break;
+    case FromLinkd::peer: {
+      if (!config_.peer) break;
+      PeerMessage p;
+      p.kind = kind_of(m->peer_value.kind);
+      const NodeReport& r = m->peer_value.report;
+      if (!parse_node_state(r.state, p.state))
+        return log_warn("linkd", "bad peer message from linkd: unknown state ", quote(r.state));
+      p.epoch = r.epoch;
+      p.healthy = r.healthy;
+      if (!parse_role(r.role, p.role)) p.role = Role::unknown;
+      if (handlers_.message) handlers_.message(p);
+      break;
+    }
   }
 }
 
@@ -231,10 +239,16 @@ void PeerLink::add_status(json& p) const {
   p["linkd_restarts"] = restarts_;
   if (dropped_) p["linkd_dropped_lines"] = dropped_;
   if (stats_.is_object()) {
-    auto links = stats_.find("links");
-    auto counters = stats_.find("counters");
-    p["links"] = links != stats_.end() && links->is_array() ? *links : json::array();
-    p["counters"] = counters != stats_.end() && counters->is_object() ? *counters : json::object();
+    auto field = [&](const char* k, json def) {
+      auto it = stats_.find(k);
+      return it != stats_.end() && it->type() == def.type() ? *it : def;
+    };
+    p["links"] = field("links", json::array());
+    // Datagrams by verdict (ok, bad_tag, replay, ...); "counters" is the older name.
+    p["datagrams"] = field("datagrams", json::object());
+    p["counters"] = p["datagrams"];
+    p["kernel_drops"] = field("kernel_drops", json(uint64_t(0)));
+    p["linkd_lease_fresh"] = field("supervisor_fresh", json(true));
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <ev++.h>
@@ -64,7 +65,7 @@ class PeerLink {
   void on_output(ev::io&, int);
   void on_line(std::string_view line);
   void on_restart(ev::timer&, int);
-  void write_line(const nlohmann::json& j);
+  void write_line(const std::string& line);
   void close_pipes();
 
   const Config& config_;
@@ -82,8 +83,10 @@ class PeerLink {
   Backoff backoff_;
   Clock::time_point started_{};
   int restarts_ = 0;
-  long long dropped_ = 0;  // lines linkd was not ready to read
-  nlohmann::json last_heartbeat_, last_status_, stats_;
+  long long dropped_ = 0;                      // lines linkd was not ready to read
+  std::optional<PeerMessage> last_heartbeat_;  // repeated to a new linkd at once
+  std::string last_status_;
+  nlohmann::json stats_;
 };
 
 }  // namespace vac
