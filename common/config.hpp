@@ -62,6 +62,10 @@ struct RestartConfig {
   Duration stable_after = 1s;
   int budget = 10;  // more restarts of one service than this within budget_window: unhealthy
   Duration budget_window = 60s;
+  // Two starts of one thing are at least this far apart whatever the above say (runit's one
+  // second). Not a config key: only linkd's own policy lowers it, since its restarts must stay
+  // within dead_after and are paced by their own short, capped backoff.
+  Duration min_start_interval = 1s;
 };
 
 struct Config {

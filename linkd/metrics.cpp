@@ -214,7 +214,7 @@ void peer_families(Page& p, const json& status, const json& link_stats) {
   const json& counters = member(stats, "counters");
   if (counters.is_object()) {
     p.family("vacataire_peer_datagrams_total", "counter",
-             "Datagrams received from the peer, by verdict (accepted, or why they were dropped).");
+             "Datagrams received from the peer, by verdict (ok, or why they were dropped).");
     for (auto& [verdict, n] : counters.items())
       if (number(n, v)) p.sample("vacataire_peer_datagrams_total", {"verdict", verdict}, v);
   }

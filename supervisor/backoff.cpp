@@ -3,14 +3,14 @@
 namespace vac {
 
 namespace {
-Duration paced(Duration d, Duration uptime) {
+Duration paced(Duration d, Duration uptime, Duration floor) {
   if (uptime < Duration(0)) uptime = Duration(0);
-  return uptime + d < kMinStartInterval ? kMinStartInterval - uptime : d;
+  return uptime + d < floor ? floor - uptime : d;
 }
 }  // namespace
 
 Duration Backoff::next_delay(const RestartConfig& policy, Duration uptime) {
-  return paced(policy_delay(policy, uptime), uptime);
+  return paced(policy_delay(policy, uptime), uptime, policy.min_start_interval);
 }
 
 Duration Backoff::policy_delay(const RestartConfig& policy, Duration uptime) {

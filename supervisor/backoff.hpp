@@ -10,13 +10,13 @@
 
 namespace vac {
 
-constexpr Duration kMinStartInterval = std::chrono::seconds(1);
+constexpr Duration kMinStartInterval = RestartConfig{}.min_start_interval;
 
 struct Backoff {
   int young_deaths = 0;  // consecutive runs shorter than stable_after
 
   // Records a run that lasted `uptime` (from its start to its death) and returns how long to
-  // wait before the next start: at least kMinStartInterval - uptime.
+  // wait before the next start: at least policy.min_start_interval - uptime.
   Duration next_delay(const RestartConfig& policy, Duration uptime);
 
  private:

@@ -283,7 +283,7 @@ void Pair::begin_shutdown() {
   shutdown_ = Shutdown::handing_over;
   NodeState s = core_->state();
   bool serving = s == NodeState::active || s == NodeState::starting;
-  if (serving && link_)
+  if (serving && link_ && config_.peer)
     log_info("node", "shutting down: handing over to ", config_.peer->name,
              " once the services are stopped");
   feed(Event::op_shutdown);

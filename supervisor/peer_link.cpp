@@ -63,6 +63,7 @@ RestartConfig linkd_restart_policy(Duration dead_after) {
   r.backoff_max = std::max<Duration>(dead_after / 4, r.backoff);
   // A linkd that lived a few dead_afters was not crash-looping: its next death restarts at once.
   r.stable_after = std::max<Duration>(4 * dead_after, std::chrono::seconds(1));
+  r.min_start_interval = Duration(0);  // the capped doubling above is linkd's pacing
   return r;
 }
 

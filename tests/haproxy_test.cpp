@@ -209,7 +209,7 @@ TEST_CASE("HAProxy on /active: exactly one server UP, through failover and failb
   CHECK(page.find("vacataire_peer_link_up" + link + " 1\n") != std::string::npos);
   CHECK(page.find("vacataire_peer_link_kernel_drops_total" + link + " 0\n") != std::string::npos);
   CHECK(page.find("vacataire_peer_link_rtt_seconds" + link) != std::string::npos);
-  CHECK(page.find("vacataire_peer_datagrams_total{verdict=\"accepted\"}") != std::string::npos);
+  CHECK(page.find("vacataire_peer_datagrams_total{verdict=\"ok\"}") != std::string::npos);
   p.a.write("metrics.txt", page);
   auto lint =
       vt::run_command({"/bin/sh", "-c", "promtool check metrics < " + p.a.path("metrics.txt")});
