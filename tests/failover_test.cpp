@@ -238,6 +238,9 @@ TEST_CASE("kill -9 of the master's whole process tree: the standby serves after 
 
 TEST_CASE("kill -9 of linkd three times in a second on the active node: no failover") {
   Pair p;
+  // A new linkd must start and confirm a session with the peer within dead_after; under ASan,
+  // on a loaded 2-core machine, its start alone can take most of the pair's usual 150ms.
+  for (vt::Node* n : {&p.a, &p.b}) n->configure({{"peer", {{"dead_after", "600ms"}}}});
   p.start_pair();
   uint64_t epoch = p.a.status()["node"]["epoch"];
   auto t0 = std::chrono::steady_clock::now();

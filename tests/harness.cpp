@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -192,7 +193,13 @@ int Node::stop(double timeout_s) {
   bool done = eventually([&] { return waitpid(pid_, &status, WNOHANG) == pid_; }, timeout_s);
   if (!done) return -1;
   pid_ = 0;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (code != 0) {  // the supervisor's last words, for whoever reads the failed test
+    std::string l = log();
+    fprintf(stderr, "supervisor in %s exited %d; its log ends:\n%s\n", dir.c_str(), code,
+            l.substr(l.size() > 4000 ? l.size() - 4000 : 0).c_str());
+  }
+  return code;
 }
 
 void Node::kill9() {

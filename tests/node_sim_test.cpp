@@ -72,7 +72,8 @@ TEST_CASE("two nodes through random faults keep the invariants") {
   CHECK(total.crashes > 5);
   CHECK(total.linkd_restarts > 5);
   CHECK(total.write_failures > 5);
-  CHECK(total.never_ready > 5);
+  // Rarer than the others: 1,000,000 steps see about 22; ASan's 200,000 may see 4.
+  CHECK(total.never_ready > (total.steps >= 1000000 ? 5 : 0));
   CHECK(total.quiet_checks > 5);
   CHECK(total.commands_sent[PeerMessage::quiesce] > 5);
   CHECK(total.commands_sent[PeerMessage::stopped] > 5);

@@ -222,11 +222,13 @@ say "READY=1, $(count '^WATCHDOG=1') WATCHDOG=1, STOPPING=1; none while stopped"
 # ---- The installed supervisor finds linkd in /usr/libexec and linkd drops to vacataire -------
 say "a pair config: linkd from /usr/libexec/vacataire, running as the vacataire user"
 /usr/sbin/vacataire keygen "$work/peer.key" >/dev/null
+# A free loopback UDP port: check-config refuses port 0, as linkd would.
+link_port=$(python3 -c 'import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$work/pair.json" <<EOF
 {"node": {"name": "web1", "role": "master", "state_dir": "$work/state"},
  "services_dir": "/etc/vacataire/services.d", "control_socket": "$work/control.sock",
  "peer": {"name": "web2", "key_file": "$work/peer.key",
-          "links": [{"listen": "127.0.0.1:0", "peer": "127.0.0.1:9"}]},
+          "links": [{"listen": "127.0.0.1:$link_port", "peer": "127.0.0.1:9"}]},
  "user": "vacataire"}
 EOF
 out=$(/usr/sbin/vacataire check-config -c "$work/pair.json" 2>&1) || fail "the pair config is refused: $out"
