@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "common/install_dirs.hpp"
 #include "common/log.hpp"
@@ -144,6 +145,23 @@ void on_terminate() {
   int n = fatal_guard_kill_all();
   say("vacataire: uncaught exception: killed ", n,
       " process groups and cgroups of services before dying\n");
+  // Services are down: now say what it was, for whoever reads the log (this may allocate).
+  const char* what = "std::terminate without an exception (a noexcept function threw?)";
+  std::string text;
+  if (std::exception_ptr e = std::current_exception()) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      text = x.what();
+      what = text.c_str();
+    } catch (...) {
+      what = "an exception of an unknown type";
+    }
+  }
+  ssize_t r = write(g_log_fd.load(), "vacataire: the exception: ", 26);
+  r = write(g_log_fd.load(), what, strlen(what));
+  r = write(g_log_fd.load(), "\n", 1);
+  (void)r;
   signal(SIGABRT, SIG_DFL);
   abort();
 }
