@@ -21,9 +21,18 @@ bool write_str(int fd, std::string_view s) {
   return fd >= 0 && ::write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size());
 }
 
+// Reads a small kernel file (cgroup and /proc files) with read(2): such a file can vanish under
+// us (a cgroup removed, a process gone) and the read then fails with ENODEV or ESRCH, which an
+// istreambuf_iterator turns into an exception. Here it is just a short or empty answer.
 std::string read_small(const std::string& path) {
-  std::ifstream in(path);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return text;
+  char buf[4096];
+  ssize_t n;
+  while (text.size() < (1 << 20) && (n = ::read(fd, buf, sizeof buf)) > 0)
+    text.append(buf, static_cast<size_t>(n));
+  ::close(fd);
   return text;
 }
 
