@@ -39,6 +39,23 @@ std::string_view utf8_prefix(std::string_view s, size_t max) {
   return s.substr(0, n);
 }
 
+const json& member(const json& j, const char* key) {
+  static const json null_value;
+  if (!j.is_object()) return null_value;
+  auto it = j.find(key);
+  return it == j.end() ? null_value : *it;
+}
+
+std::string string_member(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_string() ? v.get<std::string>() : "";
+}
+
+bool bool_member(const json& j, const char* key) {
+  const json& v = member(j, key);
+  return v.is_boolean() && v.get<bool>();
+}
+
 Fields::Fields(const json& j, std::string what) : j_(j), what_(std::move(what)) {
   if (!j_.is_object()) err_ = cat(what_, ": expected a JSON object");
 }

@@ -24,6 +24,12 @@ std::optional<json> parse_json(std::string_view text, std::string& err);
 // The longest prefix of s of at most max bytes that does not split a UTF-8 sequence.
 std::string_view utf8_prefix(std::string_view s, size_t max);
 
+// Total readers of a document the process built or trusts the shape of (the status document
+// linkd answers from): a missing or wrongly typed member is the fallback, never an exception.
+const json& member(const json& j, const char* key);         // null when absent or j not an object
+std::string string_member(const json& j, const char* key);  // "" unless a string
+bool bool_member(const json& j, const char* key);           // false unless true
+
 // Reads typed fields of one JSON object and remembers the first problem, so a decoder is a
 // straight list of reads followed by one `if (!f.ok())`. Missing optional fields keep their
 // default; a present field of the wrong type is an error naming the field and the type wanted.

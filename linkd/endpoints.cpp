@@ -1,5 +1,6 @@
 #include "endpoints.hpp"
 
+#include "common/json_util.hpp"
 #include "common/text.hpp"
 
 namespace vac {
@@ -7,20 +8,12 @@ namespace vac {
 using json = nlohmann::json;
 
 namespace {
-// Total readers: a missing or wrongly typed field is the fallback, never an exception.
-const json& member(const json& j, const char* key) {
-  static const json null;
-  if (!j.is_object()) return null;
-  auto it = j.find(key);
-  return it == j.end() ? null : *it;
-}
+// The total readers of common/json_util.hpp: a missing or wrongly typed field is the fallback.
 std::string text(const json& j, const char* key) {
-  const json& v = member(j, key);
-  return v.is_string() ? v.get<std::string>() : "";
+  return string_member(j, key);
 }
 bool flag(const json& j, const char* key) {
-  const json& v = member(j, key);
-  return v.is_boolean() && v.get<bool>();
+  return bool_member(j, key);
 }
 
 std::string failing_critical_probe(const json& status) {

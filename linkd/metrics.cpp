@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_util.hpp"
 #include "common/text.hpp"
 
 namespace vac {
@@ -26,15 +27,8 @@ json LatencyHistogram::to_json() const {
 }
 
 namespace {
-const json& member(const json& j, const char* key) {
-  static const json null;
-  if (!j.is_object()) return null;
-  auto it = j.find(key);
-  return it == j.end() ? null : *it;
-}
 std::string text(const json& j, const char* key) {
-  const json& v = member(j, key);
-  return v.is_string() ? v.get<std::string>() : "";
+  return string_member(j, key);
 }
 // A finite number, or nothing: a sample is left out rather than invented.
 bool number(const json& j, double& out) {
