@@ -131,7 +131,9 @@ void run(const char* name, int runs, Trigger trigger) {
     Bench bench;
     bench.a.start();
     bench.b.start();
-    if (!bench.states("active", "passive") || !bench.a.wait_state("app", "up", 20)) {
+    if (!bench.states("active", "passive") || !bench.a.wait_state("app", "up", 20) ||
+        !bench.a.wait_probe(
+            "content", [](const vt::json& c) { return c["state"] == "passing"; }, 20)) {
       std::fprintf(stderr, "%s: the pair did not settle; skipping a run\n", name);
       continue;
     }
