@@ -197,6 +197,17 @@ TEST_CASE("an operator takeover on a node that is shutting down is refused, sayi
   CHECK(p.state() == NodeState::passive);
 }
 
+TEST_CASE("an unhealthy node refuses an operator takeover, and does not ask the peer to stop") {
+  // Asking would stop the peer's services for a node that cannot then serve.
+  Node s(policy(false), NodeState::passive, 0, 0s);
+  s.handle(hb(NodeState::active, 1), 0s);
+  s.handle(ev(Event::health, false), 1s);
+  auto a = s.handle(ev(Event::op_takeover), 1s);
+  CHECK(s.refused() == "this node is unhealthy: a critical probe is failing");
+  CHECK_FALSE(has(a, Action::send, PeerMessage::quiesce));
+  CHECK(s.wait() == Wait::none);
+}
+
 TEST_CASE("the standby's takeover waits for a peer that stops slower than handover_timeout") {
   // The peer's services take 7 s to stop (under its stop_timeout, over our handover_timeout):
   // the standby keeps waiting while it hears the peer stopping, and takes the role at its
