@@ -193,6 +193,12 @@ void R::give_up_waiting(Core& n, Time now, Out&) {
       n.reason_ = after_timeout("the peer did not take the role", p.handover_timeout);
       break;
     case Wait::quiesce_sent:
+      // Heard stopping for us: its stop has a deadline of its own (stop_timeout, then it tells
+      // us anyway), usually longer than ours. Giving up now would leave a standby that asked
+      // passive while the peer, once down, waits for it to take the role. (The peer is
+      // reachable: peer_lost ends this wait.)
+      if (n.peer_ && n.peer_->state == NodeState::stopping)
+        return set_wait(n, Wait::quiesce_sent, now);
       n.reason_ = after_timeout("the peer did not stop", p.handover_timeout);
       break;
     case Wait::failback:
