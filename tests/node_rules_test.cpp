@@ -38,6 +38,18 @@ TEST_CASE("two nodes with the same role and the same name: neither acts as maste
   CHECK(d.state() == NodeState::stopping);
 }
 
+TEST_CASE("a role conflict is reported while it lasts, and cleared once the peer's role differs") {
+  NodePolicy p = policy(true);
+  p.name = "alpha", p.peer_name = "beta";
+  Node n(p, NodeState::passive, 0, 0s);
+  n.handle(hb(NodeState::passive, 0, true, Role::master), 0s);
+  CHECK(n.role_conflict() ==
+        "both nodes are configured master; alpha acts as master (first by name)");
+  // The peer's configuration is mended and it restarts as the standby.
+  n.handle(hb(NodeState::passive, 0, true, Role::standby), 1s);
+  CHECK(n.role_conflict().empty());
+}
+
 TEST_CASE("an exhausted epoch: the node stays passive and says why") {
   Node n(policy(true), NodeState::passive, kEpochMax, 0s);
   auto a = n.handle(hb(NodeState::passive, 0), 0s);
