@@ -178,6 +178,17 @@ TEST_CASE("isolation counts from when the last of peer and witness went silent")
   m.handle(ev(Event::peer_lost), 4s);
   m.handle(ev(Event::tick), 5s);
   CHECK(m.state() == NodeState::stopping);
+  // The other order: the peer is lost first, the witness still answers for a while.
+  Node k(policy(true, true), NodeState::passive, 0, 0s);
+  k.handle(hb(NodeState::passive, 0), 0s);
+  k.handle(ev(Event::services_up), 0s);
+  k.handle(ev(Event::peer_lost), 1s);
+  k.handle(ev(Event::tick), 5s);  // the witness answers: not isolated, however long
+  k.handle(ev(Event::witness, false), 5s);
+  k.handle(ev(Event::tick), 7500ms);
+  CHECK(k.state() == NodeState::active);  // 2.5 s since the witness went silent
+  k.handle(ev(Event::tick), 8s);
+  CHECK(k.state() == NodeState::stopping);
 }
 
 TEST_CASE("a lost peer ends the waits for its answer, and only those") {
