@@ -97,6 +97,10 @@ void R::then_stopped(Core& n, const Event&, Time now, Out&) {
 void R::claim(Core& n, const Event&, Time now, Out& out) {
   if (n.shutdown_) return void(n.refused_ = "this node is shutting down");
   if (!n.healthy()) return void(n.refused_ = "this node is unhealthy: " + n.unhealthy_reason());
+  // The peer was told to take the role (or that we stopped for it): starting now would serve
+  // alongside it once that arrives. Once it serves, takeover asks it to stop first.
+  if (n.wait_ == Wait::handed_over)
+    return void(n.refused_ = "this node just handed over; take over once the peer serves");
   const auto& peer = n.peer_;
   if (n.peer_reachable_ && (serving_state(peer->state) || peer->state == NodeState::stopping)) {
     n.quiesced_epoch_ = peer->epoch;
