@@ -234,6 +234,13 @@ void LinkDaemon::on_supervisor_line(std::string_view line) {
     case ToLinkd::heartbeat: {
       bool changed = !heartbeat_ || !(*heartbeat_ == m->report);
       heartbeat_ = m->report;
+      // A `takeover` or `stopped` not yet acknowledged is moot once this node serves (it gave
+      // up waiting for the peer): delivered later, to the peer or to its next incarnation, it
+      // would start a second node serving.
+      if (m->report.state == "starting" || m->report.state == "active")
+        std::erase_if(pending_, [](const auto& p) {
+          return p.second.kind == PeerKind::takeover || p.second.kind == PeerKind::stopped;
+        });
       if (changed) send_heartbeat();  // news travels now, not at the next tick
       break;
     }

@@ -187,6 +187,10 @@ class NodeCore {
   bool start_overdue_ = false;  // services did not become ready within start_timeout
   std::string record_error_;    // the last write of the node record failed
   Time persist_retry_at_{};
+  // When this node last told the peer to take the role (`takeover` or `stopped` sent as its
+  // services stopped), whatever state it went to: a node that comes back to passive soon after
+  // (recovered, out of maintenance) waits for that handover as handed_over does.
+  std::optional<Time> told_peer_at_;
   bool witness_ok_ = true;
   bool peer_reachable_ = false;
   bool peer_seen_ = false;

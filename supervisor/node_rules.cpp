@@ -151,10 +151,10 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
     case Event::peer_lost:
       if (n.peer_reachable_) n.unreachable_since_ = now;
       n.peer_reachable_ = false;
-      // Nobody is left to answer: the plain rules (rule 3) decide.
-      if (n.wait_ == Wait::handed_over || n.wait_ == Wait::quiesce_sent ||
-          n.wait_ == Wait::shutdown)
-        set_wait(n, Wait::none, now);
+      // Nobody is left to answer: the plain rules (rule 3) decide. Except after a handover:
+      // the `takeover` may have arrived and the peer serve though silent, so handed_over runs
+      // to its deadline (evaluate_passive).
+      if (n.wait_ == Wait::quiesce_sent || n.wait_ == Wait::shutdown) set_wait(n, Wait::none, now);
       break;
     case Event::health:
       n.probes_ok_ = e.flag;
@@ -200,7 +200,16 @@ void R::evaluate(Core& n, Time now, Out& out) {
 }
 
 void R::evaluate_passive(Core& n, Time now, Out& out) {
-  if (!n.healthy()) return;  // includes shutting down
+  if (!n.healthy()) {  // includes shutting down
+    // Our heartbeat now says we cannot serve, and the peer stopping for us may take its role
+    // back on it: the takeover or failback we asked for is abandoned, so that a `stopped`
+    // arriving once we are healthy again does not start a second node (simulation seed 3).
+    if (n.wait_ == Wait::quiesce_sent) {
+      set_wait(n, Wait::none, now);
+      n.reason_ = "asked the peer to stop, then became unhealthy: not taking over";
+    }
+    return;
+  }
   if (!n.policy_.has_peer) return go_active(n, "single node", now, out);
   const auto& peer = n.peer_;
   bool peer_busy =
@@ -222,12 +231,15 @@ void R::evaluate_passive(Core& n, Time now, Out& out) {
       go_active(n, "the peer stopped its services for us", now, out);
     return;
   }
+  // Having just handed over (or told the peer to take the role on the way to failed or
+  // maintenance, and come back since), wait for the peer to take it rather than reclaim it.
+  bool handing_over = n.wait_ == Wait::handed_over ||
+                      (n.told_peer_at_ && now - *n.told_peer_at_ < n.policy_.handover_timeout);
   if (n.peer_reachable_) {
     if (peer_busy) return;
     // Neither serves. The master takes the role; the standby only when the master cannot.
     bool peer_able = peer->state == NodeState::passive && peer->healthy;
-    // Having just handed over, wait for the peer to take the role rather than reclaim it.
-    if ((n.acts_as_master() && n.wait_ != Wait::handed_over) || !peer_able)
+    if ((n.acts_as_master() && !handing_over) || !peer_able)
       go_active(n,
                 peer_able ? "both passive: the master serves"
                           : std::string("the peer cannot serve (") + to_string(peer->state) +
@@ -239,6 +251,9 @@ void R::evaluate_passive(Core& n, Time now, Out& out) {
   // the start-up grace, and the witness agrees this node is not the isolated one.
   bool witness_reachable = !n.policy_.has_witness || n.witness_ok_;
   if (!witness_reachable) return;
+  // Having just sent `takeover`, the peer may be serving already though silent (its linkd
+  // restarting, a link flapping): wait for it until handed_over's deadline, then take over.
+  if (handing_over) return;
   if (n.peer_seen_ || now - n.started_ >= n.policy_.startup_grace)
     go_active(n, n.peer_seen_ ? "the peer was lost" : "no peer heard within the start-up grace",
               now, out);

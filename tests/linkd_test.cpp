@@ -785,6 +785,23 @@ TEST_CASE("two linkd processes: heartbeats with the role, commands once over two
   CHECK(a.stats()["peer_alive"] == false);
 }
 
+TEST_CASE("a takeover not yet acknowledged is dropped once this node serves again") {
+  // Nobody answers at the peer's address: the command stays pending, retried every tick.
+  int a1 = free_udp_port(), pb = free_udp_port();
+  Linkd a(settings("web1", "web2", {{addr(a1), addr(pb)}}));
+  REQUIRE(a.wait_key("ready").is_object());
+  a.feed({"passive", 3, true, "master"});
+  a.line(encode_send_line(PeerKind::takeover, {"passive", 3, true, "master"}));
+  REQUIRE(vt::eventually([&] { return a.stats()["commands_pending"] == 1; }));
+  a.feed({"passive", 3, false, "master"});  // still not serving: still pending
+  a.pass(0.1);
+  CHECK(a.stats()["commands_pending"] == 1);
+  // It gave up waiting and serves: the takeover, delivered later to the peer or to its next
+  // incarnation, would start a second node.
+  a.feed({"starting", 4, true, "master"});
+  CHECK(vt::eventually([&] { return a.stats()["commands_pending"] == 0; }));
+}
+
 TEST_CASE("hostile datagrams at a link port are counted by verdict, never acted on") {
   int a1 = free_udp_port(), pb = free_udp_port();
   Linkd a(settings("web1", "web2", {{addr(a1), addr(pb)}}));

@@ -52,6 +52,51 @@ TEST_CASE("a release whose takeover is ignored or lost: the master serves again"
   CHECK(k.state() == NodeState::passive);
 }
 
+TEST_CASE("a node that handed over and then loses its peer waits before taking the role back") {
+  // The takeover may have arrived: the peer may serve though silent (its linkd restarting, a
+  // link flapping). Rule 3 waits for handed_over's deadline (simulation seed 21, 250,000 steps).
+  Node n = released();
+  n.handle(ev(Event::peer_lost), 1s + 100ms);
+  CHECK(n.state() == NodeState::passive);
+  CHECK(n.wait() == Wait::handed_over);
+  n.handle(ev(Event::tick), 1s + 5s - 1ms);
+  CHECK(n.state() == NodeState::passive);
+  // Heard serving meanwhile: the wait ends, nothing to take back.
+  Node k = released();
+  k.handle(ev(Event::peer_lost), 1s + 100ms);
+  k.handle(hb(NodeState::active, 2), 2s);
+  CHECK(k.wait() == Wait::none);
+  k.handle(ev(Event::tick), 30s);
+  CHECK(k.state() == NodeState::passive);
+  // Still silent at the deadline: the plain rules, and rule 3 takes over.
+  n.handle(ev(Event::tick), 1s + 5s);
+  CHECK(n.state() == NodeState::starting);
+  CHECK(n.reason() == "the peer was lost");
+}
+
+TEST_CASE("a node that asked its peer to stop and then turns unhealthy abandons the takeover") {
+  // Its heartbeat says it cannot serve, so the peer stopping for it may take the role back:
+  // a `stopped` that arrives once it is healthy again must not start it (simulation seed 3).
+  Node n(policy(false), NodeState::failed, 2, 0s);  // the standby: no master rule
+  n.handle(hb(NodeState::active, 3), 0s);
+  n.handle(ev(Event::op_recover, true), 1s);
+  n.handle(ev(Event::health, true), 2s);
+  REQUIRE(n.wait() == Wait::quiesce_sent);
+  n.handle(ev(Event::health, false), 2100ms);
+  CHECK(n.wait() == Wait::none);
+  CHECK(n.reason().find("not taking over") != std::string::npos);
+  n.handle(ev(Event::health, true), 2200ms);
+  n.handle(msg(PeerMessage::stopped, NodeState::passive, 3), 2300ms);
+  CHECK(n.state() == NodeState::passive);
+  // Healthy throughout: the `stopped` starts it, as ever.
+  Node m(policy(false), NodeState::failed, 2, 0s);
+  m.handle(hb(NodeState::active, 3), 0s);
+  m.handle(ev(Event::op_recover, true), 1s);
+  m.handle(ev(Event::health, true), 2s);
+  m.handle(msg(PeerMessage::stopped, NodeState::passive, 3), 2300ms);
+  CHECK(m.state() == NodeState::starting);
+}
+
 TEST_CASE("a failback whose stopped is lost: heard passive at its epoch is stopped") {
   Node n(policy(true), NodeState::failed, 2, 0s);
   n.handle(hb(NodeState::active, 3), 0s);
@@ -297,8 +342,14 @@ TEST_CASE("over the restart budget: rule 1's second trigger; recover clears it")
   CHECK(n.state() == NodeState::failed);
   n.handle(ev(Event::op_recover), 2s);
   n.handle(ev(Event::health, true), 3s);
-  CHECK(n.state() == NodeState::starting);  // recovered, and the master serves again
+  // Recovered, but it handed the role to the peer at 1s: the `takeover` may still make it
+  // serve, so the master waits for that handover as handed_over does (simulation seed 7).
+  CHECK(n.state() == NodeState::passive);
   CHECK(n.healthy());
+  n.handle(ev(Event::tick), 1s + 5s - 1ms);
+  CHECK(n.state() == NodeState::passive);
+  n.handle(ev(Event::tick), 1s + 5s);
+  CHECK(n.state() == NodeState::starting);  // the peer never took it: the master serves again
 }
 
 TEST_CASE("recovering has a deadline: probes that never pass leave the node failed") {

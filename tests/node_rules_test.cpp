@@ -207,7 +207,8 @@ TEST_CASE("a lost peer ends the waits for its answer, and only those") {
   CHECK(f.wait() == Wait::recovering);
   f.handle(ev(Event::health, true), 3s);
   CHECK(f.state() != NodeState::failed);
-  // Handed over: nobody is left to take the role; the plain rules (rule 3) apply.
+  // Handed over: the `takeover` may have arrived, so the wait runs to its deadline; then the
+  // plain rules (rule 3) apply.
   NodePolicy w = policy(true, true);
   Node h(w, NodeState::passive, 0, 0s);
   h.handle(hb(NodeState::passive, 0), 0s);
@@ -217,6 +218,8 @@ TEST_CASE("a lost peer ends the waits for its answer, and only those") {
   REQUIRE(h.wait() == Wait::handed_over);
   h.handle(ev(Event::witness, false), 1s);  // and it cannot take the role back by rule 3
   h.handle(ev(Event::peer_lost), 2s);
+  CHECK(h.wait() == Wait::handed_over);
+  h.handle(ev(Event::tick), 1s + w.handover_timeout);
   CHECK(h.wait() == Wait::none);
   CHECK(h.state() == NodeState::passive);
 }

@@ -226,6 +226,11 @@ inline void Sim::linkd(int i) {
   if (now_ >= x.next_hb) {
     x.next_hb = now_ + kHeartbeat;
     net_send(i, Packet::heartbeat, x.core->heartbeat());
+    // As linkd: a takeover or stopped not yet acknowledged is dropped once this node serves.
+    if (x.core->state() == NodeState::active || x.core->state() == NodeState::starting)
+      std::erase_if(x.outbox, [](const Cmd& c) {
+        return c.msg.kind == PeerMessage::takeover || c.msg.kind == PeerMessage::stopped;
+      });
     for (auto& c : x.outbox) net_send(i, Packet::command, c.msg, c.id, c.tag);
   }
   if (!x.lost_reported && now_ - x.last_rx >= kDeadAfter) {
