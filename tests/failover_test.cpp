@@ -60,8 +60,10 @@ struct Pair {
                   {{"name", peer},
                    {"links", {{{"listen", loop(listen)}, {"peer", loop(peer_port)}}}},
                    {"key_file", "peer.key"},
-                   {"heartbeat", "20ms"},
-                   {"dead_after", "150ms"}}},
+                   // The guard's fence is linkd's lease (200ms) + (dead_after - heartbeat) / 2:
+                   // 375ms, which a supervisor under ASan on a loaded machine does not stall for.
+                   {"heartbeat", "50ms"},
+                   {"dead_after", "400ms"}}},
                  {"failover", {{"startup_grace", "500ms"}}},
                  {"probes",
                   {{"content",
@@ -247,7 +249,7 @@ TEST_CASE("kill -9 of the master's whole process tree: the standby serves after 
 TEST_CASE("kill -9 of linkd three times in a second on the active node: no failover") {
   Pair p;
   // A new linkd must start and confirm a session with the peer within dead_after; under ASan,
-  // on a loaded 2-core machine, its start alone can take most of the pair's usual 150ms.
+  // on a loaded 2-core machine, its start alone can take most of a short dead_after.
   for (vt::Node* n : {&p.a, &p.b}) n->configure({{"peer", {{"dead_after", "600ms"}}}});
   p.start_pair();
   uint64_t epoch = p.a.status()["node"]["epoch"];
@@ -469,7 +471,7 @@ TEST_CASE("a frozen active supervisor is not heard as healthy; thawed, it yields
   REQUIRE_MESSAGE(vt::eventually([&] { return Pair::state(p.b) == "active"; }, 10), p.b.log());
   long long took = p.first("start", "web2") - t0;
   MESSAGE("web2 took over ", took / 1e6, " ms after web1's supervisor froze");
-  // dead_after (150ms) after linkd's lease (max(dead_after / 2, 3 ticks) = 75ms) lapsed, plus
+  // dead_after (400ms) after linkd's lease (max(dead_after / 2, 3 ticks) = 200ms) lapsed, plus
   // the peer's start-up; generous for a loaded machine.
   CHECK(took < 3'000'000'000LL);
   CHECK(p.b.status()["node"]["epoch"].get<uint64_t>() > epoch);
@@ -534,7 +536,7 @@ TEST_CASE("a passive supervisor frozen long enough to be lost does not take the 
   // web2 loses web1 (its linkd stops heartbeating once the lease lapses) and drops the session,
   // so web1's linkd loses web2 in turn: a "lost" line waits for web1's frozen supervisor.
   bool lost = vt::eventually([&] { return p.b.status()["peer"]["state"] == "lost"; }, 10);
-  usleep(600'000);  // the stall goes on: 4 x dead_after more, for web1's linkd to report it
+  usleep(1'600'000);  // the stall goes on: 4 x dead_after more, for web1's linkd to report it
   kill(p.a.pid(), SIGCONT);
   REQUIRE(lost);
   REQUIRE(p.a.wait_log("reported lost just after this supervisor stalled"));
