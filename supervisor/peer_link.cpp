@@ -191,8 +191,10 @@ void PeerLink::reconfigure(std::function<void(const std::string&)> rejected) {
 void PeerLink::replace() {
   if (!planned_ || terminating_ || !child_.running()) return;
   auto up = std::chrono::duration_cast<Duration>(Clock::now() - started_);
-  Duration heartbeat = config_.peer ? config_.peer->heartbeat : Duration(0);
-  if (up < pace_ && !(heard_ && up >= 2 * heartbeat)) {
+  // One that heard the peer has a confirmed session: a quarter of dead_after (and two
+  // heartbeats) of it lets the peer confirm ours too before the next replacement.
+  Duration settled = config_.peer ? std::max(2 * config_.peer->heartbeat, pace_ / 2) : Duration(0);
+  if (up < pace_ && !(heard_ && up >= settled)) {
     restart_timer_.start(seconds(pace_ - up), 0);
     return;
   }

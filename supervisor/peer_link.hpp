@@ -53,11 +53,11 @@ class PeerLink {
   void stop();
   bool running() const { return child_.running(); }
   // The config (and key) it reads changed: linkd is replaced by one started with them. Not
-  // before the running one has heard the peer or had dead_after / 2 to (a linkd replaced every
-  // few milliseconds would never let the peer confirm a session); many reloads in a row make
-  // one replacement with the latest config. rejected, if given, is called instead of a restart
-  // when the new linkd ends before it is ready (the settings do not work here, as a port
-  // taken since they were checked): the caller puts the old ones back.
+  // before the running one has run dead_after / 4 and heard the peer, or run dead_after / 2
+  // (a linkd replaced every few milliseconds would never let the peer confirm a session); many
+  // reloads in a row make one replacement with the latest config. rejected, if given, is called
+  // instead of a restart when the new linkd ends before it is ready (the settings do not work here,
+  // as a port taken since they were checked): the caller puts the old ones back.
   void reconfigure(std::function<void(const std::string& why)> rejected = {});
 
   // What this node's heartbeats say; sent on every tick, changed or not (the lease).

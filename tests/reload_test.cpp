@@ -302,6 +302,17 @@ TEST_CASE("an unchanged SIGHUP leaves linkd alone; a storm of changed ones repla
   CHECK(p.a.status()["peer"]["linkd_reloads"] == 0);
   CHECK(p.a.log().find("peer link restarted") == std::string::npos);
 
+  // 100 SIGHUPs of one changed file: one replacement, however many reloads they make.
+  p.a.configure({{"peer", {{"heartbeat", "25ms"}}}});
+  for (int i = 0; i < 100; ++i) hup(p.a);
+  REQUIRE(p.a.wait_log("peer link restarted: heartbeat 20ms -> 25ms"));
+  REQUIRE(vt::eventually([&] {
+    json now = linkd_pid(p.a);
+    return now.is_number() && now != first;
+  }));
+  CHECK(p.a.status()["peer"]["linkd_reloads"] == 1);
+  CHECK(linkd_children(p.a.pid()).size() == 1);
+
   // 100 SIGHUPs, the heartbeat flipping between two values: never two linkd at once, and the
   // pair stays together.
   size_t most = 0;
@@ -327,6 +338,41 @@ TEST_CASE("an unchanged SIGHUP leaves linkd alone; a storm of changed ones repla
   p.no_failover(epoch);
   CHECK(p.a.stop() == 0);
   CHECK(p.b.stop() == 0);
+}
+
+TEST_CASE("a SIGHUP while linkd is starting replaces it once it had its chance, not before") {
+  vt::Node n;  // its peer never answers: the linkd never hears it
+  n.service("app", "exec sleep 100000");
+  n.write("peer.key", vac::new_key_hex() + "\n", 0600);
+  n.configure(
+      {{"peer",
+        {{"name", "ghost"},
+         {"links",
+          {{{"listen", loop(free_port(SOCK_DGRAM))}, {"peer", loop(free_port(SOCK_DGRAM))}}}},
+         {"key_file", "peer.key"},
+         {"heartbeat", "20ms"},
+         {"dead_after", "1s"}}}});
+  n.start();
+  json first;
+  REQUIRE(vt::eventually([&] { return (first = linkd_pid(n)).is_number(); }));
+  n.configure({{"peer", {{"heartbeat", "40ms"}}}});
+  hup(n);
+  REQUIRE(reload_result(n, 1) == "applied");
+  auto t0 = std::chrono::steady_clock::now();
+  size_t most = 0;
+  REQUIRE(vt::eventually([&] {
+    most = std::max(most, linkd_children(n.pid()).size());
+    json now = linkd_pid(n);
+    return now.is_number() && now != first;
+  }));
+  double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MESSAGE("replaced after ", waited, " s");
+  CHECK(most == 1);
+  // Not heard, so not replaced before half of dead_after from its start (less the time the
+  // reload and the first status took, which only makes this looser).
+  CHECK(waited >= 0.2);
+  CHECK(n.status()["peer"]["linkd_restarts"] == 0);
+  CHECK(n.stop() == 0);
 }
 
 TEST_CASE("a reload that changes node.name is refused whole; the old config stays") {
