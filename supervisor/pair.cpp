@@ -117,8 +117,15 @@ void Pair::make_link() {
       tick_.again();
     }
   };
+  auto busy = [this] {
+    NodeState s = core_->state();
+    Wait w = core_->wait();
+    return s == NodeState::starting || s == NodeState::stopping || w == Wait::handed_over ||
+           w == Wait::quiesce_sent || w == Wait::shutdown;
+  };
   link_ = std::make_unique<PeerLink>(
-      config_, key_, host_, PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started});
+      config_, key_, host_,
+      PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started, busy});
   link_->heartbeat(core_->heartbeat());
 }
 

@@ -198,6 +198,13 @@ void PeerLink::replace() {
     restart_timer_.start(seconds(pace_ - up), 0);
     return;
   }
+  if (config_.peer && handlers_.busy && handlers_.busy()) {
+    if (!waited_busy_) log_info("linkd", "restart waits for the handshake with the peer to end");
+    waited_busy_ = true;
+    restart_timer_.start(seconds(std::max<Duration>(config_.peer->heartbeat, 10ms)), 0);
+    return;
+  }
+  waited_busy_ = false;
   terminating_ = true;
   if (in_ >= 0) child_.close_fd(in_);  // linkd ends when its stdin closes, or on SIGTERM
   in_ = -1;

@@ -41,6 +41,9 @@ class PeerLink {
     std::function<void()> lost;                       // silent on every link for dead_after
     std::function<void()> exited;                     // linkd is gone (while stopping: for good)
     std::function<void()> started;                    // a linkd started, with the config as now
+    // A handshake with the peer is under way (a handover, a quiesce): the commands linkd is
+    // retrying would die with it, so a replacement waits for the handshake to end.
+    std::function<bool()> busy;
   };
 
   PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers);
@@ -90,6 +93,7 @@ class PeerLink {
   bool planned_ = false;      // a reload wants the running linkd replaced
   bool terminating_ = false;  // ... and it was told to stop
   bool heard_ = false;        // the running linkd has heard the peer
+  bool waited_busy_ = false;  // said once per replacement that it waits for a handshake
   Duration pace_{0};          // the running linkd is not replaced younger than this
   std::function<void(const std::string&)> rejected_;  // until the new settings' linkd is ready
   Child child_;

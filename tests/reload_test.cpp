@@ -340,6 +340,37 @@ TEST_CASE("an unchanged SIGHUP leaves linkd alone; a storm of changed ones repla
   CHECK(p.b.stop() == 0);
 }
 
+TEST_CASE("a reload during a handover waits for the handshake before it replaces linkd") {
+  TestPair p;
+  // web1's service takes two seconds to stop: its handover stays under way that long.
+  p.a.service("app", "trap 'sleep 2; exit 0' TERM\nwhile :; do sleep 0.05; done",
+              {{"timeout-stop", "10"}});
+  p.start();
+  uint64_t epoch = p.a.status()["node"]["epoch"];
+  json first = linkd_pid(p.a);
+  CHECK(p.a.cli({"release"}).code == 0);
+  REQUIRE(vt::eventually([&] { return TestPair::state(p.a) == "stopping"; }));
+  p.a.configure({{"peer", {{"heartbeat", "30ms"}}}});
+  hup(p.a);
+  REQUIRE(reload_result(p.a, 1) == "applied");
+  REQUIRE(p.a.wait_log("restart waits for the handshake with the peer to end"));
+  json st = p.a.status();
+  if (st["node"]["state"] == "stopping") CHECK(st["peer"]["linkd_pid"] == first);
+  // The handover completes over the old linkd; the new one comes after.
+  REQUIRE(p.states("passive", "active"));
+  REQUIRE(vt::eventually([&] {
+    json now = linkd_pid(p.a);
+    return now.is_number() && now != first;
+  }));
+  CHECK(p.b.status()["node"]["epoch"] == epoch + 1);
+  REQUIRE(TestPair::talked(p.a));
+  CHECK(TestPair::state(p.a) == "passive");
+  CHECK(TestPair::state(p.b) == "active");
+  CHECK(p.b.log().find("lost: silent on every link") == std::string::npos);
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
 TEST_CASE("a SIGHUP while linkd is starting replaces it once it had its chance, not before") {
   vt::Node n;  // its peer never answers: the linkd never hears it
   n.service("app", "exec sleep 100000");
