@@ -49,6 +49,7 @@ class Pair {
   void reload_link(const Key& key, std::function<void(const std::string&)> rejected = {});
   const Key& key() const { return key_; }
   bool peer_up() const { return core_ && core_->peer_reachable(); }
+  std::string link_error() const { return link_ ? link_->error() : ""; }
 
   // Whether the core wants the services running on this node.
   bool services_wanted() const { return services_wanted_; }

@@ -55,6 +55,8 @@ class PeerLink {
   // Closes linkd's input (it exits when its stdin ends) and stops restarting it.
   void stop();
   bool running() const { return child_.running(); }
+  // What the running linkd reported it could not do (an endpoint it could not bind), or "".
+  std::string error() const { return error_this_run_ ? last_error_ : ""; }
   // The config (and key) it reads changed: linkd is replaced by one started with them. Not
   // before the running one has run dead_after / 4 and heard the peer, or run dead_after / 2
   // (a linkd replaced every few milliseconds would never let the peer confirm a session); many

@@ -19,6 +19,12 @@ void Supervisor::reload() {
   if (!load_node(config_.file, loaded, errors)) return reload_refused(errors);
   Config& next = loaded.config;
   ReloadPlan plan = plan_reload(config_, pair_.key(), next, loaded.key, pair_.peer_up());
+  // A linkd that could not do all it was asked (a port then taken) tries again on a SIGHUP,
+  // even with the file unchanged: the operator freed the port and reloads.
+  if (std::string err = pair_.link_error(); !plan.restart_link && !err.empty()) {
+    plan.restart_link = true;
+    plan.link_changes.push_back(cat("retrying after linkd's error (", err, ")"));
+  }
   if (plan.refused.empty() && plan.restart_link) plan.refused = check_new_addresses(config_, next);
   if (!plan.refused.empty()) return reload_refused(plan.refused);
 

@@ -485,6 +485,42 @@ TEST_CASE("endpoints added, moved and refused on a running node without a peer")
   CHECK(n.stop() == 0);
 }
 
+TEST_CASE("an endpoint linkd could not bind: its error in status; a SIGHUP retries it") {
+  int taken = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(taken, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(listen(taken, 1) == 0);
+  socklen_t len = sizeof a;
+  getsockname(taken, reinterpret_cast<sockaddr*>(&a), &len);
+  int port = ntohs(a.sin_port);
+  vt::Node n;
+  n.service("app", "exec sleep 100000");
+  n.configure({{"endpoints", {{"http", loop(port)}}}});
+  n.start();
+  REQUIRE(n.wait_log("endpoints.http: cannot listen on " + loop(port)));
+  REQUIRE(vt::eventually([&] { return n.status()["peer"].contains("linkd_error"); }));
+  CHECK(n.status()["peer"]["linkd_error"].get<std::string>().find("cannot listen on " +
+                                                                  loop(port)) != std::string::npos);
+  CHECK(n.cli({"status"}).out.find("linkd: endpoints.http: cannot listen on") != std::string::npos);
+  json linkd = linkd_pid(n);
+
+  close(taken);  // the operator frees the port and reloads the unchanged file
+  hup(n);
+  REQUIRE(reload_result(n, 1) == "applied");
+  CHECK(n.wait_log("peer link restarted: retrying after linkd's error"));
+  REQUIRE(vt::eventually([&] { return vt::http(port, "GET", "/active").code == 200; }));
+  CHECK(linkd_pid(n) != linkd);
+  CHECK_FALSE(n.status()["peer"].contains("linkd_error"));
+  // Now whole, an unchanged SIGHUP leaves it alone.
+  linkd = linkd_pid(n);
+  hup(n);
+  REQUIRE(reload_result(n, 2) == "applied");
+  CHECK(linkd_pid(n) == linkd);
+  CHECK(n.stop() == 0);
+}
+
 TEST_CASE("a new key is refused while the peer is up, applied once it is down") {
   TestPair p;
   p.start();
