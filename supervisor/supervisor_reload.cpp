@@ -89,7 +89,7 @@ void Supervisor::set_link_config(const Config& from) {
 
 void Supervisor::reload_refused(const std::vector<std::string>& why) {
   for (auto& e : why) log_error("reload", e);
-  log_error("reload", "nothing reloaded; still running the previous configuration");
+  log_error("reload", "configuration and services not reloaded; still running the previous ones");
   last_reload_ = {{"count", ++reloads_},
                   {"result", "refused"},
                   {"at_uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()},
