@@ -149,8 +149,10 @@ void PeerLink::on_exit(int status) {
   }
   if (planned_) {  // replaced by a reload: the new one at once, no backoff
     planned_ = terminating_ = false;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      log_warn("linkd", "the replaced linkd ended with ", describe_wait_status(status));
+    // SIGTERM before its handler was installed (replaced while starting) is expected too.
+    bool clean = WIFEXITED(status) ? WEXITSTATUS(status) == 0
+                                   : WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+    if (!clean) log_warn("linkd", "the replaced linkd ended: ", describe_wait_status(status));
     if (wanted_) start();
     if (!wanted_) log_info("linkd", "stopped: no peer and no endpoints any more");
     return;

@@ -437,6 +437,24 @@ TEST_CASE("a reload that changes node.name is refused whole; the old config stay
   CHECK(n.stop() == 0);
 }
 
+TEST_CASE("check-config refuses what linkd would refuse at every start") {
+  vt::Node n;
+  n.write("peer.key", vac::new_key_hex() + "\n", 0600);
+  std::string listen = loop(free_port(SOCK_DGRAM));
+  n.configure({{"peer",
+                {{"name", "ghost"},
+                 {"links",
+                  {{{"listen", listen}, {"peer", loop(free_port(SOCK_DGRAM))}},
+                   {{"listen", listen}, {"peer", loop(free_port(SOCK_DGRAM))}}}},
+                 {"key_file", "peer.key"}}},
+               {"user", "root"}});
+  auto r = n.cli({"check-config"});
+  CHECK(r.code == 3);
+  CHECK(r.out.find("peer.links[1].listen: " + listen + " is also peer.links[0].listen") !=
+        std::string::npos);
+  CHECK(r.out.find("user: \"root\" has uid or gid 0") != std::string::npos);
+}
+
 TEST_CASE("endpoints added, moved and refused on a running node without a peer") {
   vt::Node n;
   n.service("app", "exec sleep 100000");
