@@ -282,6 +282,8 @@ TEST_CASE("reload of heartbeat and dead_after on the active node: linkd replaced
   uint64_t epoch = p.a.status()["node"]["epoch"];
   json before = linkd_pid(p.a);
   REQUIRE(before.is_number());
+  // A linkd a second old (its first stats): replaced at once, not paced.
+  REQUIRE(TestPair::talked(p.a, 1));
   p.a.configure({{"peer", {{"heartbeat", "30ms"}, {"dead_after", "700ms"}}}});
   hup(p.a);
   REQUIRE(reload_result(p.a, 1) == "applied");
