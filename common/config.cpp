@@ -324,14 +324,17 @@ bool parse_config(const std::string& text, const std::string& file, Config& c,
   if (c.restart.backoff_max < c.restart.backoff)
     errors.push_back(
         cat(c.file, ": restart.backoff_max: must not be shorter than restart.backoff"));
-  if (c.peer && c.peer->name == c.node_name && !c.node_name.empty())
-    errors.push_back(cat(c.file, ": peer.name: the peer cannot have this node's own name"));
-
-  if (c.node_name.empty()) {
+  bool named = !c.node_name.empty();
+  if (!named) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
     c.node_name = host;
   }
+  // Checked after the host name default: two nodes with one name have no master by name
+  // order when their roles clash (the core then lets neither serve).
+  if (c.peer && c.peer->name == c.node_name)
+    errors.push_back(cat(c.file, ": peer.name: the peer cannot have this node's own name",
+                         named ? "" : " (the host name, as node.name is unset)"));
   c.state_dir = resolve(base, c.state_dir);
   c.services_dir = resolve(base, c.services_dir);
   c.control_socket = resolve(base, c.control_socket);

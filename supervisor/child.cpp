@@ -253,9 +253,9 @@ bool ChildTable::on_reaped(pid_t pid, int status) {
 }
 
 void ChildTable::group_started(pid_t pgid, const ChildLabel& label) {
-  groups_[pgid] = label.owner;
+  groups_[pgid] = label.serves();
   fatal_guard_add(pgid);
-  if (guard_) guard_->add_group(pgid);
+  if (guard_) guard_->add_group(pgid, label.serves());
   if (state_ && label.record) state_->record_group(pgid, label.owner, label.role);
 }
 
@@ -281,8 +281,13 @@ void ChildTable::check_draining() {
 
 std::vector<pid_t> ChildTable::groups() const {
   std::vector<pid_t> out;
-  for (auto& [g, owner] : groups_) out.push_back(g);
+  for (auto& [g, serves] : groups_) out.push_back(g);
   return out;
+}
+
+bool ChildTable::serves(pid_t pgid) const {
+  auto it = groups_.find(pgid);
+  return it != groups_.end() && it->second;
 }
 
 std::vector<std::string> ChildTable::cgroups() const {

@@ -56,10 +56,13 @@ struct ChildLabel {
   ChildLabel(std::string owner_, std::string role_, bool record_ = true)
       : owner(std::move(owner_)), role(std::move(role_)), record(record_) {}
 
-  std::string owner;               // the service or probe name, "linkd", "notify"
-  std::string role = "run";        // run, finish, ready, log, probe, linkd, hook
-  bool record = true;              // write state/groups/PGID, so a successor stops it after a crash
-  bool contain = true;             // killed by the guards if the supervisor dies (not the guard)
+  std::string owner;         // the service or probe name, "linkd", "notify"
+  std::string role = "run";  // run, finish, ready, log, probe, linkd, hook
+  bool record = true;        // write state/groups/PGID, so a successor stops it after a crash
+  bool contain = true;       // killed by the guards if the supervisor dies (not the guard)
+  // Part of a service (run, finish, ready): also killed by the guard's fence, when the
+  // supervisor freezes in a pair. A probe, linkd or a logger serves nobody.
+  bool serves() const { return role == "run" || role == "finish" || role == "ready"; }
   std::shared_ptr<Cgroup> cgroup;  // the service's cgroup, or none: process group only
 };
 
@@ -145,6 +148,7 @@ class ChildTable {
   void set_guard(GuardLink* guard) { guard_ = guard; }
   // Everything to contain now: process groups not known empty, and cgroups.
   std::vector<pid_t> groups() const;
+  bool serves(pid_t pgid) const;  // a group of a service's processes (ChildLabel::serves)
   std::vector<std::string> cgroups() const;
 
  private:
@@ -160,8 +164,8 @@ class ChildTable {
   StateDir* state_;
   GuardLink* guard_ = nullptr;
   std::unordered_map<pid_t, Child*> by_pid_;
-  std::map<pid_t, std::string> groups_;  // pgid -> owner, until known empty
-  std::vector<pid_t> draining_;          // released groups not yet empty
+  std::map<pid_t, bool> groups_;  // pgid -> a service's (fenced too), until known empty
+  std::vector<pid_t> draining_;   // released groups not yet empty
   std::string cgroup_base_;
   std::map<std::string, std::weak_ptr<Cgroup>> cgroups_;
 };

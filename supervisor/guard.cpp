@@ -57,8 +57,14 @@ bool GuardLink::spawn_guard(std::string& err) {
   // Everything to contain so far: a restarted guard learns it all again.
   if (!table_.cgroup_base().empty()) add_cgroup(table_.cgroup_base());
   for (auto& c : table_.cgroups()) add_cgroup(c);
-  for (pid_t g : table_.groups()) add_group(g);
+  for (pid_t g : table_.groups()) add_group(g, table_.serves(g));
+  if (fence_ > Duration(0)) set_fence(fence_);
   return true;
+}
+
+void GuardLink::set_fence(Duration after) {
+  fence_ = after;
+  send(cat("f ", std::chrono::duration_cast<std::chrono::milliseconds>(after).count()));
 }
 
 void GuardLink::send(const std::string& line) {
@@ -86,6 +92,7 @@ void GuardLink::on_restart(ev::timer&, int) {
 }
 
 void GuardLink::stop() {
+  if (fence_ > Duration(0)) set_fence(Duration(0));  // what follows may block: no fence now
   stopping_ = true;
   restart_.stop();
   writer_.flush();

@@ -6,7 +6,10 @@
 //   group and cgroup it starts and every one that is gone; when the pipe reaches end of file —
 //   the supervisor died by any means, kill -9 and the OOM killer included — the guard kills
 //   them all at once (cgroup.kill, then SIGKILL to each group) and exits. If the guard dies,
-//   the supervisor starts another and tells it everything again.
+//   the supervisor starts another and tells it everything again. In a pair the guard is also
+//   a fence: the supervisor's loop ticks it, and when the ticks stop for longer than the
+//   fence (the supervisor is stopped or stuck: its linkd has stopped heartbeating and the peer
+//   is about to serve) the guard kills the services the same way, before the peer starts its.
 // - The fatal guard, inside the supervisor: on std::terminate or a fatal signal (SIGSEGV,
 //   SIGBUS, SIGABRT, SIGFPE, SIGILL) it kills every group and cgroup from a preallocated table,
 //   with async-signal-safe calls only, before the supervisor dies.
@@ -23,6 +26,7 @@
 #include <ev++.h>
 
 #include "child.hpp"
+#include "common/duration.hpp"
 #include "common/text.hpp"
 #include "writer.hpp"
 
@@ -42,7 +46,14 @@ class GuardLink {
   pid_t pid() const { return child_.pid(); }
   int restarts() const { return restarts_; }
 
-  void add_group(pid_t pgid) { send(cat("g+ ", pgid)); }
+  // Kill the services when no tick() has come for this long (zero: never). Kept across
+  // restarts of the guard.
+  void set_fence(Duration after);
+  Duration fence() const { return fence_; }
+  void tick() { send("t"); }
+
+  // A service's group ("s+") is fenced too; any other ("g+") only killed when we die.
+  void add_group(pid_t pgid, bool serves) { send(cat(serves ? "s+ " : "g+ ", pgid)); }
   void remove_group(pid_t pgid) { send(cat("g- ", pgid)); }
   void add_cgroup(const std::string& path) { send(cat("c+ ", path)); }
   void remove_cgroup(const std::string& path) { send(cat("c- ", path)); }
@@ -59,6 +70,7 @@ class GuardLink {
   ev::timer restart_;
   bool stopping_ = false;
   int restarts_ = 0;
+  Duration fence_{0};
 };
 
 // The in-process last resort. install_fatal_guard() sets the handlers (once, at start-up).

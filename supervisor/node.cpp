@@ -133,6 +133,7 @@ const WaitRule& wait_rule(Wait w) {
     // The peer never took the role (takeover lost or ignored): the plain rules decide again.
     {Wait::handed_over,   "handed_over",   &NodePolicy::handover_timeout, R::give_up_waiting},
     // The peer never said `stopped`: the plain rules again (it still serves: stay passive).
+    // Renewed while the peer is heard stopping: its own stop_timeout bounds that.
     {Wait::quiesce_sent,  "quiesce_sent",  &NodePolicy::handover_timeout, R::give_up_waiting},
     // The peer was not heard: no failback; the plain rules.
     {Wait::failback,      "failback",      &NodePolicy::handover_timeout, R::give_up_waiting},

@@ -186,7 +186,6 @@ class NodeCore {
   bool over_budget_ = false;
   bool start_overdue_ = false;  // services did not become ready within start_timeout
   std::string record_error_;    // the last write of the node record failed
-  bool persist_pending_ = false;
   Time persist_retry_at_{};
   bool witness_ok_ = true;
   bool peer_reachable_ = false;

@@ -97,6 +97,10 @@ void R::then_stopped(Core& n, const Event&, Time now, Out&) {
 void R::claim(Core& n, const Event&, Time now, Out& out) {
   if (n.shutdown_) return void(n.refused_ = "this node is shutting down");
   if (!n.healthy()) return void(n.refused_ = "this node is unhealthy: " + n.unhealthy_reason());
+  // The peer was told to take the role (or that we stopped for it): starting now would serve
+  // alongside it once that arrives. Once it serves, takeover asks it to stop first.
+  if (n.wait_ == Wait::handed_over)
+    return void(n.refused_ = "this node just handed over; take over once the peer serves");
   const auto& peer = n.peer_;
   if (n.peer_reachable_ && (serving_state(peer->state) || peer->state == NodeState::stopping)) {
     n.quiesced_epoch_ = peer->epoch;
@@ -193,6 +197,12 @@ void R::give_up_waiting(Core& n, Time now, Out&) {
       n.reason_ = after_timeout("the peer did not take the role", p.handover_timeout);
       break;
     case Wait::quiesce_sent:
+      // Heard stopping for us: its stop has a deadline of its own (stop_timeout, then it tells
+      // us anyway), usually longer than ours. Giving up now would leave a standby that asked
+      // passive while the peer, once down, waits for it to take the role. (The peer is
+      // reachable: peer_lost ends this wait.)
+      if (n.peer_ && n.peer_->state == NodeState::stopping)
+        return set_wait(n, Wait::quiesce_sent, now);
       n.reason_ = after_timeout("the peer did not stop", p.handover_timeout);
       break;
     case Wait::failback:

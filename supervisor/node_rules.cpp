@@ -54,8 +54,7 @@ void R::set_wait(Core& n, Wait w, Time now) {
   n.deadline_ = timeout ? now + n.policy_.*timeout : Time::max();
 }
 
-void R::persist(Core& n, Out& out) {
-  n.persist_pending_ = true;
+void R::persist(Core&, Out& out) {
   out.push_back({Action::persist, {}});
 }
 
@@ -74,7 +73,9 @@ bool R::peer_can_take_over(const Core& n) {
 }
 
 // The new epoch is written before anything starts (sub-state `persisting`): a node that
-// cannot write it does not serve, and a crash in between restarts passive with it.
+// cannot write it does not serve, and a crash in between restarts passive with it. The
+// verdicts about the services start clean: go_down cleared them when the services last went
+// down, and none counts before they start (learn), so there is nothing to reset here.
 void R::go_active(Core& n, const std::string& why, Time now, Out& out) {
   uint64_t base = std::max(n.epoch_, n.peer_ ? n.peer_->epoch : 0);
   if (base >= kEpochMax) {
@@ -82,18 +83,15 @@ void R::go_active(Core& n, const std::string& why, Time now, Out& out) {
     return;
   }
   n.epoch_ = base + 1;
-  n.start_overdue_ = false;
-  n.active_ok_ = true;
-  n.start_period_ = false;
   set_state(n, NodeState::starting, why, out);
   set_wait(n, Wait::persisting, now);
 }
 
 void R::go_down(Core& n, NodeState after, Wait then, const std::string& why, Time now, Out& out) {
   n.after_stop_ = after;
-  // The verdicts about these services end with them.
+  // The verdicts about these services end with them (the next start opens a start period of
+  // its own: start_now).
   n.active_ok_ = true;
-  n.start_period_ = false;
   n.start_overdue_ = false;
   set_state(n, NodeState::stopping, why, out);  // persists the sticky target first
   set_wait(n, then, now);
@@ -120,7 +118,8 @@ bool R::accept(Core& n, const PeerMessage& m) {
   return false;
 }
 
-// Returns false when the event is to be ignored altogether.
+// Records what an event tells about the world. Returns false when the event is to be ignored
+// altogether (its cell of the table does not run): a message refused or stale.
 bool R::learn(Core& n, const Event& e, Time now, Out&) {
   switch (e.kind) {
     case Event::peer_message: {
@@ -132,16 +131,22 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
       if (m.kind == PeerMessage::takeover && m.epoch < n.peer_epoch_max_) return false;
       n.peer_epoch_max_ = std::max(n.peer_epoch_max_, m.epoch);
       n.peer_ = m;
-      if (m.role != Role::unknown && (m.role == Role::master) == n.policy_.master)
-        n.role_conflict_ = std::string("both nodes are configured ") + to_string(m.role) + "; " +
-                           (n.acts_as_master() ? n.policy_.name : n.policy_.peer_name) +
-                           " acts as master (first by name)";
-      else
+      if (m.role != Role::unknown && (m.role == Role::master) == n.policy_.master) {
+        const NodePolicy& p = n.policy_;
+        std::string both = std::string("both nodes are configured ") + to_string(m.role);
+        // Equal names leave no order: neither acts as master (never both), loudly.
+        n.role_conflict_ = p.name == p.peer_name
+                               ? both + " and both are named " + p.name +
+                                     ": neither acts as master; give the nodes different names"
+                               : both + "; " + (n.acts_as_master() ? p.name : p.peer_name) +
+                                     " acts as master (first by name)";
+      } else {
         n.role_conflict_.clear();
+      }
       // The peer serves: the handover it was waiting for is done.
       if (serving_state(m.state) && (n.wait_ == Wait::handed_over || n.wait_ == Wait::shutdown))
         set_wait(n, Wait::none, now);
-      return true;
+      break;
     }
     case Event::peer_lost:
       if (n.peer_reachable_) n.unreachable_since_ = now;
@@ -150,34 +155,34 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
       if (n.wait_ == Wait::handed_over || n.wait_ == Wait::quiesce_sent ||
           n.wait_ == Wait::shutdown)
         set_wait(n, Wait::none, now);
-      return true;
+      break;
     case Event::health:
       n.probes_ok_ = e.flag;
-      return true;
+      break;
     case Event::active_probe:
-      // Only the verdict of serving services counts: an on-demand check elsewhere is ignored.
-      if (!serving_state(n.state_)) return false;
-      n.active_ok_ = e.flag;
-      if (e.flag) n.start_period_ = false;  // the first pass ends the start period
-      return true;
+      // Only the verdict of started services counts: an on-demand check elsewhere, or one
+      // while the epoch is still being written (nothing runs yet), is ignored.
+      if (serving_state(n.state_) && n.wait_ != Wait::persisting) {
+        n.active_ok_ = e.flag;
+        if (e.flag) n.start_period_ = false;  // the first pass ends the start period
+      }
+      break;
     case Event::budget:
       n.over_budget_ = e.flag;
-      return true;
+      break;
     case Event::witness:
       n.witness_ok_ = e.flag;
-      return true;
+      break;
     case Event::op_svc_restart:
       if (serving_state(n.state_)) {
         n.start_period_ = true;
         n.start_period_end_ = now + n.policy_.start_period;
       }
-      return true;
-    case Event::persisted:
-      n.persist_pending_ = false;
-      return true;
+      break;
     default:
-      return true;
+      break;
   }
+  return true;
 }
 
 // ---- the level rules ----
@@ -188,8 +193,7 @@ void R::evaluate(Core& n, Time now, Out& out) {
   // Rule 6: a recovering node leaves failed once its fresh verdict passes.
   if (n.state_ == NodeState::failed && n.wait_ == Wait::recovering && n.healthy()) {
     set_state(n, NodeState::passive, "recovered: the probes pass", out);
-    set_wait(n, n.failback_ ? Wait::failback : Wait::none, now);
-    n.failback_ = false;
+    set_wait(n, n.failback_ ? Wait::failback : Wait::none, now);  // recover sets failback_
   }
   if (n.state_ == NodeState::passive) evaluate_passive(n, now, out);
   if (serving_state(n.state_)) evaluate_serving(n, now, out);

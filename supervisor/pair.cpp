@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <algorithm>
 
+#include "common/link_messages.hpp"
 #include "common/log.hpp"
 #include "node_store.hpp"
 
@@ -101,15 +102,12 @@ bool Pair::start(std::string& err) {
 
 void Pair::make_link() {
   auto heard = [this](const PeerMessage& m) {
+    lost_deferred_ = false;
     if (!core_->peer_reachable())
       emit("peer_found", cat("peer ", config_.peer->name, " heard (", to_string(m.state), ")"));
     feed(Event(m));
   };
-  auto lost = [this] {
-    if (core_->peer_reachable())
-      emit("peer_lost", cat("peer ", config_.peer->name, " silent on every link"));
-    feed(Event::peer_lost);
-  };
+  auto lost = [this] { on_peer_lost(); };
   // A linkd started with a new heartbeat: the tick (its lease) follows it.
   auto started = [this] {
     if (tick_.is_active() && tick_.repeat != tick_period(config_)) {
@@ -307,7 +305,53 @@ void Pair::service_restarted() {
 }
 
 void Pair::on_tick(ev::timer&, int) {
+  auto now = Clock::now();
+  if (config_.peer && last_tick_ != Clock::time_point{} &&
+      now - last_tick_ > supervisor_lease(config_.peer->heartbeat, config_.peer->dead_after)) {
+    resumed_at_ = now;
+    log_warn(
+        "node", "this supervisor's loop stalled for ",
+        format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick_)),
+        ", past linkd's lease: the peer may have stopped hearing this node");
+  }
+  last_tick_ = now;
+  if (lost_deferred_ && !stalled_lately(now)) {
+    lost_deferred_ = false;
+    log_warn("node", "peer ", config_.peer->name, " still silent ",
+             format_duration(config_.peer->dead_after), " after this supervisor's stall");
+    on_peer_lost();
+  }
   feed(Event::tick);  // also renews linkd's lease: a heartbeat line on every tick
+}
+
+// Within dead_after of a stall of this loop (or during one: the line was waiting while the loop
+// was stopped), a peer's silence is most likely this node's own doing: linkd stopped
+// heartbeating when its lease lapsed, and the peer's linkd dropped the session. Acting on it
+// would take the role from a healthy active peer (both active until the epochs settle it).
+bool Pair::stalled_lately(Clock::time_point now) const {
+  if (!config_.peer || last_tick_ == Clock::time_point{}) return false;
+  auto lease = supervisor_lease(config_.peer->heartbeat, config_.peer->dead_after);
+  return now - last_tick_ > lease ||
+         (resumed_at_ != Clock::time_point{} && now - resumed_at_ < config_.peer->dead_after);
+}
+
+// linkd heard nothing from the peer for dead_after. Believed at once, unless this loop has just
+// stalled: then the peer gets dead_after to be heard afresh (a heartbeat clears the doubt).
+void Pair::on_peer_lost() {
+  auto now = Clock::now();
+  if (stalled_lately(now)) {
+    if (!lost_deferred_)
+      log_warn("node", "peer ", config_.peer->name,
+               " reported lost just after this supervisor stalled; waiting ",
+               format_duration(config_.peer->dead_after), " to hear it afresh");
+    if (now - last_tick_ > supervisor_lease(config_.peer->heartbeat, config_.peer->dead_after))
+      resumed_at_ = now;  // the lost line came before this loop's first tick since the stall
+    lost_deferred_ = true;
+    return;
+  }
+  if (core_->peer_reachable())
+    emit("peer_lost", cat("peer ", config_.peer->name, " silent on every link"));
+  feed(Event::peer_lost);
 }
 
 void Pair::begin_shutdown() {

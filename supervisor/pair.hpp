@@ -89,6 +89,9 @@ class Pair {
   bool persist(std::string& err);
   void on_tick(ev::timer&, int);
   void make_link();
+  // A peer lost while this loop was stalled is not believed at once: see on_peer_lost().
+  void on_peer_lost();
+  bool stalled_lately(Clock::time_point now) const;
   void finish_shutdown(const char* why);
   bool link_running() const { return link_ && link_->running(); }
   void emit(const char* event, const std::string& reason, const std::string& previous = "",
@@ -111,6 +114,8 @@ class Pair {
   std::map<std::pair<std::string, std::string>, uint64_t> transitions_;  // (from, to) -> count
   std::string role_conflict_logged_, epoch_refused_logged_;
   ev::timer tick_;
+  Clock::time_point last_tick_{}, resumed_at_{};  // resumed_at_: the end of the last stall
+  bool lost_deferred_ = false;
   bool services_wanted_ = false;
   std::string record_note_;    // what was wrong with the record read at start-up
   std::string budget_logged_;  // the service last reported over its restart budget

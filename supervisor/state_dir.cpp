@@ -112,9 +112,12 @@ StateDir::~StateDir() {
   if (lock_fd_ >= 0) close(lock_fd_);
 }
 
+// The lock is held through a read-only descriptor (flock needs no write access): a descriptor
+// open for writing, held for the supervisor's whole life, would make the state directory's
+// file system refuse `mount -o remount,ro` (EBUSY), so an operator could not freeze it.
 bool StateDir::lock(std::string& err) {
   std::string path = dir_ + "/lock";
-  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
+  int fd = open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0644);
   if (fd < 0) return err = cat("cannot open ", path, ": ", std::strerror(errno)), false;
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int e = errno;
@@ -130,10 +133,13 @@ bool StateDir::lock(std::string& err) {
                      "; each supervisor needs its own node.state_dir. Nothing was started."),
            false;
   }
-  // Ours now: say who holds it, for the next instance's message and for operators.
+  // Ours now: say who holds it, for the next instance's message and for operators, through a
+  // descriptor closed at once.
   std::string pid = cat(getpid(), '\n');
-  if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) < 0)
+  int w = open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (w < 0 || write(w, pid.data(), pid.size()) < 0)
     log_warn("state", sys_error(cat("cannot write our pid to ", path)));
+  if (w >= 0) close(w);
   lock_fd_ = fd;
   return true;
 }

@@ -12,6 +12,7 @@
 
 #include "common/exit_codes.hpp"
 #include "common/install_dirs.hpp"
+#include "common/link_messages.hpp"
 #include "common/log.hpp"
 #include "preflight.hpp"
 
@@ -133,7 +134,9 @@ int Supervisor::run() {
   }
   changed();
   manager_.ready(cat("node ", config_.node_name, ", ", services_.size(), " services"));
+  arm_guard();
   ev::get_default_loop().run(0);
+  guard_tick_.stop();
 
   control_.close_socket();
   log_info("supervisor", "all services stopped; exiting");
@@ -237,6 +240,8 @@ nlohmann::json Supervisor::supervisor_status() const {
   return {{"pid", getpid()},
           {"guard_pid", guard_.running() ? nlohmann::json(guard_.pid()) : nlohmann::json(nullptr)},
           {"guard_restarts", guard_.restarts()},
+          {"guard_fence_s", guard_.fence() > Duration(0) ? nlohmann::json(seconds(guard_.fence()))
+                                                         : nlohmann::json(nullptr)},
           {"cgroup", children_.cgroup_base().empty() ? nlohmann::json(nullptr)
                                                      : nlohmann::json(children_.cgroup_base())},
           {"log_dropped_lines", log_writer_.dropped_messages()},
@@ -339,6 +344,33 @@ void Supervisor::begin_shutdown(const char* why) {
   // An active node hands over; linkd keeps telling the peer until the services are stopped.
   pair_.begin_shutdown();
   changed();
+}
+
+// In a pair, a supervisor frozen for longer than its linkd's lease is no longer advertised:
+// linkd's last heartbeat leaves at the latest a heartbeat before the lease lapses, and the peer
+// takes over dead_after after that one, so no sooner than lease + dead_after - heartbeat after
+// the freeze. The guard fences this node's services halfway between the lease and that moment
+// (lease + (dead_after - heartbeat) / 2), so that the peer starts its own only once these are
+// gone; a stall that ends before the fence costs nothing. Alone (no peer) nobody would take
+// over: no fence.
+void Supervisor::arm_guard() {
+  if (!config_.peer) {
+    if (guard_.fence() > Duration(0)) guard_.set_fence(Duration(0));
+    guard_tick_.stop();
+    return;
+  }
+  const PeerConfig& p = *config_.peer;
+  Duration fence = supervisor_lease(p.heartbeat, p.dead_after) + (p.dead_after - p.heartbeat) / 2;
+  if (fence != guard_.fence())
+    log_info("guard", "services fenced if this loop stalls for ", format_duration(fence),
+             " (linkd's lease, plus half of dead_after - heartbeat)");
+  guard_.set_fence(fence);
+  guard_tick_.set<Supervisor, &Supervisor::on_guard_tick>(this);
+  guard_tick_.start(0, seconds(supervisor_tick(p.heartbeat)));
+}
+
+void Supervisor::on_guard_tick(ev::timer&, int) {
+  guard_.tick();
 }
 
 void Supervisor::on_signal(ev::sig& w, int) {

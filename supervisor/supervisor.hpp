@@ -63,6 +63,8 @@ class Supervisor : public ServiceHost {
   void on_signal(ev::sig&, int);
   void on_reconcile(ev::idle&, int);
   void on_drain_poll(ev::timer&, int);
+  void arm_guard();
+  void on_guard_tick(ev::timer&, int);
 
   Config config_;
   std::vector<ServiceSpec> initial_specs_;
@@ -83,6 +85,7 @@ class Supervisor : public ServiceHost {
   ev::sig sigterm_, sigint_, sighup_;
   ev::idle reconcile_idle_;
   ev::timer drain_poll_;
+  ev::timer guard_tick_;  // the guard's fence: ticks from this loop, so a frozen loop stops them
   int null_fd_ = -1;
   uint64_t control_refused_ = 0;  // callers not allowed a mutating command
   nlohmann::json last_reload_;    // the last SIGHUP's outcome, for `status`

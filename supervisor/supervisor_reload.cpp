@@ -62,11 +62,13 @@ void Supervisor::reload() {
       log_error("reload", "linkd could not start with the new settings (", why,
                 "); running it with the previous peer section, user and endpoints");
       set_link_config(old);
+      arm_guard();
       pair_.reload_link(key);
       last_reload_["result"] = "reverted";
       last_reload_["errors"] = {why};
     };
     set_link_config(next);
+    arm_guard();  // the fence follows heartbeat and dead_after
     pair_.reload_link(loaded.key, back);
   }
   log_info("reload", "reloaded ", config_.file, ": ", specs.size(), " services");

@@ -145,6 +145,19 @@ TEST_CASE("bad durations and values are explained") {
   CHECK(has(e, "expected a JSON object at the top level"));
 }
 
+TEST_CASE("the peer cannot have this node's name, the host name included") {
+  auto e = errors_of(
+      R"({"node": {"name": "a"}, "peer": {"name": "a", "links": [{"listen": "127.0.0.1:1",
+          "peer": "127.0.0.1:2"}], "key_file": "k"}})");
+  CHECK(has(e, "peer.name: the peer cannot have this node's own name"));
+  char host[256] = {};
+  REQUIRE(gethostname(host, sizeof host - 1) == 0);
+  e = errors_of(std::string(R"({"peer": {"name": ")") + host +
+                R"(", "links": [{"listen": "127.0.0.1:1", "peer": "127.0.0.1:2"}],
+                "key_file": "k"}})");
+  CHECK(has(e, "peer.name: the peer cannot have this node's own name (the host name"));
+}
+
 TEST_CASE("every problem is reported, not just the first") {
   auto e = errors_of(R"({"node": {"role": "x", "name": 3}, "restart": {"backoff": "1"}})");
   CHECK(e.size() == 3);

@@ -172,8 +172,13 @@ struct ReadOnly {
     mounted = vt::run_command({"/bin/mount", "--bind", dir, dir}).code == 0;
     if (mounted && vt::run_command({"/bin/mount", "-o", "remount,bind,ro", dir}).code != 0) undo();
   }
+  // Writable again at once, even while a supervisor holds a descriptor opened through the bind
+  // mount (its state directory's lock): the bind is made read-write, then detached lazily.
   void undo() {
-    if (mounted) vt::run_command({"/bin/umount", dir});
+    if (mounted) {
+      vt::run_command({"/bin/mount", "-o", "remount,bind,rw", dir});
+      vt::run_command({"/bin/umount", "-l", dir});
+    }
     mounted = false;
   }
   ~ReadOnly() { undo(); }
@@ -486,6 +491,62 @@ TEST_CASE("a frozen active supervisor is not heard as healthy; thawed, it yields
   CHECK(p.b.stop() == 0);
 }
 
+TEST_CASE("a frozen active supervisor: its guard kills its services before the peer starts") {
+  Pair p;
+  p.journal_services();
+  p.start_pair();
+  REQUIRE(p.a.wait_state("app", "up"));
+  pid_t app = p.a.status()["services"]["app"]["pid"];  // the leader of its process group
+  REQUIRE(vt::process_exists(app));
+  // web2's app notes, as it starts, whether anything of web1's app is still alive.
+  p.b.write("services.d/app/run",
+            "#!/bin/sh\nkill -0 -- -" + std::to_string(app) +
+                " 2>/dev/null && echo \"overlap web2 " +
+                "$(python3 -c 'import time; print(time.monotonic_ns())')\" >> " + p.journal() +
+                "\nexec python3 " SOURCE_DIR "/services.d/app/app.py\n",
+            0755);
+  long long t0 = mono_ns();
+  kill(p.a.pid(), SIGSTOP);  // web1's app keeps running: only the guard can stop it now
+  bool fenced = vt::eventually([&] { return !vt::process_exists(app); }, 10);
+  long long gone = mono_ns();
+  bool took_over = vt::eventually([&] { return Pair::state(p.b) == "active"; }, 10);
+  bool serves = took_over && p.b.wait_state("app", "up");
+  kill(p.a.pid(), SIGCONT);
+  REQUIRE(fenced);
+  MESSAGE("web1's app gone at most ", (gone - t0) / 1e6, " ms after its supervisor froze");
+  REQUIRE_MESSAGE(took_over, p.b.log());
+  CHECK(serves);
+  CHECK(p.first("overlap", "web2") == -1);  // nothing of web1's app was alive when web2's began
+  CHECK(p.a.wait_log("it is frozen, and its peer takes over"));
+  REQUIRE(p.states("passive", "active"));  // thawed, web1 yields to the higher epoch
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
+TEST_CASE("a passive supervisor frozen long enough to be lost does not take the role on waking") {
+  Pair p;
+  p.start_pair();
+  REQUIRE(p.b.cli({"takeover"}).code == 0);  // web2 active, web1 (the master) passive
+  REQUIRE(p.states("passive", "active"));
+  uint64_t epoch = p.b.status()["node"]["epoch"];
+  size_t mark = p.a.log().size();
+  kill(p.a.pid(), SIGSTOP);
+  // web2 loses web1 (its linkd stops heartbeating once the lease lapses) and drops the session,
+  // so web1's linkd loses web2 in turn: a "lost" line waits for web1's frozen supervisor.
+  bool lost = vt::eventually([&] { return p.b.status()["peer"]["state"] == "lost"; }, 10);
+  usleep(600'000);  // the stall goes on: 4 x dead_after more, for web1's linkd to report it
+  kill(p.a.pid(), SIGCONT);
+  REQUIRE(lost);
+  REQUIRE(p.a.wait_log("reported lost just after this supervisor stalled"));
+  // Well past dead_after, web1 is passive and web2 active at the same epoch: nothing moved.
+  CHECK_FALSE(vt::eventually([&] { return Pair::state(p.a) != "passive"; }, 1.0));
+  REQUIRE(p.states("passive", "active"));
+  CHECK(p.b.status()["node"]["epoch"] == epoch);
+  CHECK(p.a.log().find("-> starting", mark) == std::string::npos);
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
 TEST_CASE("svc restart of the app on the active node: the start period, no failover") {
   Pair p;
   p.start_pair();
@@ -559,7 +620,8 @@ TEST_CASE("a node that cannot write its record is unhealthy, says why, and never
     CHECK(p.a.status()["services"]["app"]["state"] == "down");
     // Writable again: the record says failed, and only recover lets it serve.
     ro.undo();
-    REQUIRE(vt::eventually([&] { return p.a.status()["node"]["healthy"] == true; }));
+    REQUIRE_MESSAGE(vt::eventually([&] { return p.a.status()["node"]["healthy"] == true; }),
+                    p.a.status().dump(), "\n", p.a.log());
     CHECK(Pair::state(p.a) == "failed");
     CHECK(vt::read_file(p.a.path("state/node.json")).find("failed") != std::string::npos);
     CHECK(p.a.cli({"recover"}).code == 0);

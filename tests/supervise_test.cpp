@@ -34,6 +34,33 @@ TEST_CASE("a service inherits only its standard fds") {
   CHECK(n.stop() == 0);
 }
 
+// A descriptor open for writing held for the supervisor's life would make the state
+// directory's file system refuse `mount -o remount,ro` (EBUSY): an operator could not freeze it.
+TEST_CASE("the supervisor holds nothing in its state directory open for writing") {
+  vt::Node n;
+  n.service("plain", "exec sleep 1000");
+  n.start();
+  REQUIRE(n.wait_state("plain", "up"));
+  std::string proc = "/proc/" + std::to_string(n.pid());
+  int in_state = 0;
+  for (int fd = 0; fd < 1024; ++fd) {
+    char target[4096];
+    ssize_t len = readlink((proc + "/fd/" + std::to_string(fd)).c_str(), target, sizeof target);
+    if (len <= 0) continue;
+    std::string path(target, static_cast<size_t>(len));
+    if (path.rfind(n.path("state") + "/", 0) != 0) continue;
+    ++in_state;
+    std::string info = vt::read_file(proc + "/fdinfo/" + std::to_string(fd));
+    auto at = info.find("flags:");
+    REQUIRE(at != std::string::npos);
+    long flags = std::strtol(info.c_str() + at + 6, nullptr, 8);
+    CHECK_MESSAGE((flags & O_ACCMODE) == O_RDONLY, path, " is open for writing (fd ", fd, ")");
+  }
+  CHECK(in_state >= 1);  // the lock, at least: this test looks where it should
+  CHECK(vt::read_file(n.path("state/lock")) == std::to_string(n.pid()) + "\n");
+  CHECK(n.stop() == 0);
+}
+
 TEST_CASE("a crashed service is restarted at once and counted") {
   vt::Node n;
   n.service("svc", "exec sleep 1000");
