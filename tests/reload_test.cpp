@@ -284,6 +284,7 @@ TEST_CASE("reload of heartbeat and dead_after on the active node: linkd replaced
   REQUIRE(before.is_number());
   // A linkd a second old (its first stats): replaced at once, not paced.
   REQUIRE(TestPair::talked(p.a, 1));
+  json fence = p.a.status()["supervisor"]["guard_fence_s"];
   p.a.configure({{"peer", {{"heartbeat", "30ms"}, {"dead_after", "700ms"}}}});
   hup(p.a);
   REQUIRE(reload_result(p.a, 1) == "applied");
@@ -297,6 +298,9 @@ TEST_CASE("reload of heartbeat and dead_after on the active node: linkd replaced
   CHECK_FALSE(vt::process_exists(before.get<pid_t>()));
   CHECK(p.a.status()["peer"]["linkd_reloads"] == 1);
   CHECK(p.a.status()["peer"]["linkd_restarts"] == 0);  // planned: no crash counted
+  // The guard's fence follows: lease + (dead_after - heartbeat) / 2 = 350ms + 335ms.
+  CHECK(fence.is_number());
+  CHECK(p.a.status()["supervisor"]["guard_fence_s"].get<double>() == doctest::Approx(0.685));
   REQUIRE(TestPair::talked(p.a));
   REQUIRE(TestPair::talked(p.b, 1));
   p.no_failover(epoch);
