@@ -94,19 +94,51 @@ bool Pair::start(std::string& err) {
   tick_.start(0, tick_period(config_));
   // linkd carries the peer link, and serves the endpoints (with a peer or without).
   if (config_.peer || !config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty()) {
-    auto heard = [this](const PeerMessage& m) {
-      lost_deferred_ = false;
-      if (!core_->peer_reachable())
-        emit("peer_found", cat("peer ", config_.peer->name, " heard (", to_string(m.state), ")"));
-      feed(Event(m));
-    };
-    auto lost = [this] { on_peer_lost(); };
-    link_ = std::make_unique<PeerLink>(
-        config_, key_, host_, PeerLink::Handlers{heard, lost, [this] { host_.changed(); }});
-    link_->heartbeat(core_->heartbeat());
+    make_link();
     link_->start();
   }
   return true;
+}
+
+void Pair::make_link() {
+  auto heard = [this](const PeerMessage& m) {
+    lost_deferred_ = false;
+    if (!core_->peer_reachable())
+      emit("peer_found", cat("peer ", config_.peer->name, " heard (", to_string(m.state), ")"));
+    feed(Event(m));
+  };
+  auto lost = [this] { on_peer_lost(); };
+  // A linkd started with a new heartbeat: the tick (its lease) follows it.
+  auto started = [this] {
+    if (tick_.is_active() && tick_.repeat != tick_period(config_)) {
+      tick_.repeat = tick_period(config_);
+      tick_.again();
+    }
+  };
+  auto busy = [this] {
+    NodeState s = core_->state();
+    Wait w = core_->wait();
+    return s == NodeState::starting || s == NodeState::stopping || w == Wait::handed_over ||
+           w == Wait::quiesce_sent || w == Wait::shutdown;
+  };
+  link_ = std::make_unique<PeerLink>(
+      config_, key_, host_,
+      PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started, busy});
+  link_->heartbeat(core_->heartbeat());
+}
+
+void Pair::reload_link(const Key& key, std::function<void(const std::string&)> rejected) {
+  key_ = key;
+  // Until the old linkd is gone its lease is the old one: tick at the faster of both.
+  if (tick_.is_active() && tick_period(config_) < tick_.repeat) {
+    tick_.repeat = tick_period(config_);
+    tick_.again();
+  }
+  bool wanted =
+      config_.peer || !config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty();
+  if (shutdown_ == Shutdown::done || (!link_ && !wanted)) return;
+  if (!link_) make_link();
+  link_->reconfigure(std::move(rejected));
 }
 
 // The service over its restart budget, if any (rule 1's second trigger).
@@ -383,7 +415,11 @@ json Pair::node_status(bool healthy) const {
 }
 
 json Pair::peer_status() const {
-  if (!config_.peer) return {{"state", "none"}};
+  if (!config_.peer) {
+    json p = {{"state", "none"}};
+    if (link_) link_->add_status(p);  // linkd serving the endpoints alone
+    return p;
+  }
   json p = {{"name", config_.peer->name}};
   bool reachable = core_ && core_->peer_reachable();
   p["state"] = reachable ? "up" : (core_ && core_->peer() ? "lost" : "unknown");

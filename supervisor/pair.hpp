@@ -43,6 +43,14 @@ class Pair {
   // Reads the node record, proves it can be written, starts the core and linkd.
   bool start(std::string& err);
 
+  // A reload changed the peer section, user or endpoints (reload.hpp allowed it; config holds
+  // them already): linkd is replaced by one with them, or started, or stopped when neither a
+  // peer nor endpoints remain. The core hears nothing of it: the peer re-handshakes.
+  void reload_link(const Key& key, std::function<void(const std::string&)> rejected = {});
+  const Key& key() const { return key_; }
+  bool peer_up() const { return core_ && core_->peer_reachable(); }
+  std::string link_error() const { return link_ ? link_->error() : ""; }
+
   // Whether the core wants the services running on this node.
   bool services_wanted() const { return services_wanted_; }
   bool active() const { return core_ && core_->state() == NodeState::active; }
@@ -80,6 +88,7 @@ class Pair {
   std::string over_budget() const;
   bool persist(std::string& err);
   void on_tick(ev::timer&, int);
+  void make_link();
   // A peer lost while this loop was stalled is not believed at once: see on_peer_lost().
   void on_peer_lost();
   bool stalled_lately(Clock::time_point now) const;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <algorithm>
 #include <cerrno>
@@ -77,10 +78,12 @@ PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Hand
               !config.endpoint_agent_check.empty()) {
   io_.set<PeerLink, &PeerLink::on_output>(this);
   restart_timer_.set<PeerLink, &PeerLink::on_restart>(this);
+  kill_timer_.set<PeerLink, &PeerLink::on_kill>(this);
 }
 
 PeerLink::~PeerLink() {
   restart_timer_.stop();
+  kill_timer_.stop();
   io_.stop();
   // linkd_'s destructor kills its group and closes the pipes.
 }
@@ -94,6 +97,7 @@ void PeerLink::close_pipes() {
 // The linkd child goes through Child (child.hpp) like every other; its pipes are child_'s.
 void PeerLink::start() {
   if (stopping_ || child_.running() || !wanted_) return;
+  restart_timer_.stop();
   std::string err;
   int in = child_.add_pipe(0, true, err);
   int out = in < 0 ? -1 : child_.add_pipe(1, false, err);
@@ -112,6 +116,9 @@ void PeerLink::start() {
     return;
   }
   started_ = Clock::now();
+  heard_ = error_this_run_ = false;
+  stats_ = nlohmann::json();  // counters of this linkd only, from its first stats line
+  pace_ = config_.peer ? config_.peer->dead_after / 2 : Duration(0);
   in_ = in, out_ = out;
   reader_.reset();
   io_.start(out_, ev::READ);
@@ -130,13 +137,32 @@ void PeerLink::start() {
   write_line(encode_config_line(ls));
   if (last_heartbeat_) write_line(encode_heartbeat_line(report_of(*last_heartbeat_)));
   if (!last_status_.empty()) write_line(last_status_);
+  if (handlers_.started) handlers_.started();
 }
 
 void PeerLink::on_exit(int status) {
   close_pipes();
+  kill_timer_.stop();
   if (stopping_) {
     if (handlers_.exited) handlers_.exited();
     return;
+  }
+  if (planned_) {  // replaced by a reload: the new one at once, no backoff
+    planned_ = terminating_ = false;
+    // SIGTERM before its handler was installed (replaced while starting) is expected too.
+    bool clean = WIFEXITED(status) ? WEXITSTATUS(status) == 0
+                                   : WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM;
+    if (!clean) log_warn("linkd", "the replaced linkd ended: ", describe_wait_status(status));
+    if (wanted_) start();
+    if (!wanted_) log_info("linkd", "stopped: no peer and no endpoints any more");
+    return;
+  }
+  if (!wanted_) return;
+  if (rejected_) {  // the new settings never made a linkd ready: not worth a retry
+    auto rejected = std::move(rejected_);
+    rejected_ = nullptr;
+    return rejected(last_error_.empty() ? cat("linkd ", describe_wait_status(status))
+                                        : last_error_);
   }
   auto up = std::chrono::duration_cast<Duration>(Clock::now() - started_);
   Duration d = backoff_.next_delay(restart_, up);
@@ -148,12 +174,57 @@ void PeerLink::on_exit(int status) {
 }
 
 void PeerLink::on_restart(ev::timer&, int) {
+  if (child_.running()) return replace();
   start();
+}
+
+void PeerLink::reconfigure(std::function<void(const std::string&)> rejected) {
+  rejected_ = std::move(rejected);
+  wanted_ = config_.peer || !config_.endpoint_http.empty() || !config_.endpoint_agent_check.empty();
+  restart_ = linkd_restart_policy(config_.peer ? config_.peer->dead_after : Duration(1s));
+  backoff_ = Backoff{};  // a new config is not the old one's crash loop
+  ++reloads_;
+  if (stopping_) return;
+  if (!child_.running()) return start();  // none, or one waiting out a backoff: at once
+  planned_ = true;
+  replace();
+}
+
+void PeerLink::replace() {
+  if (!planned_ || terminating_ || !child_.running()) return;
+  auto up = std::chrono::duration_cast<Duration>(Clock::now() - started_);
+  // One that heard the peer has a confirmed session: a quarter of dead_after (and two
+  // heartbeats) of it lets the peer confirm ours too before the next replacement.
+  Duration settled = config_.peer ? std::max(2 * config_.peer->heartbeat, pace_ / 2) : Duration(0);
+  if (up < pace_ && !(heard_ && up >= settled)) {
+    restart_timer_.start(seconds(pace_ - up), 0);
+    return;
+  }
+  if (config_.peer && handlers_.busy && handlers_.busy()) {
+    if (!waited_busy_) log_info("linkd", "restart waits for the handshake with the peer to end");
+    waited_busy_ = true;
+    restart_timer_.start(seconds(std::max<Duration>(config_.peer->heartbeat, 10ms)), 0);
+    return;
+  }
+  waited_busy_ = false;
+  terminating_ = true;
+  if (in_ >= 0) child_.close_fd(in_);  // linkd ends when its stdin closes, or on SIGTERM
+  in_ = -1;
+  kill(child_.pid(), SIGTERM);
+  Duration grace = config_.peer ? config_.peer->dead_after / 4 : Duration(0);
+  kill_timer_.start(seconds(std::max<Duration>(grace, std::chrono::milliseconds(100))), 0);
+}
+
+void PeerLink::on_kill(ev::timer&, int) {
+  if (!child_.running()) return;
+  log_warn("linkd", "pid ", child_.pid(), " did not stop when told to; killing it");
+  child_.kill();
 }
 
 void PeerLink::stop() {
   stopping_ = true;
   restart_timer_.stop();
+  kill_timer_.stop();
   if (!child_.running()) return;
   if (in_ >= 0) child_.close_fd(in_);  // linkd ends when its stdin closes
   in_ = -1;
@@ -207,9 +278,13 @@ void PeerLink::on_line(std::string_view line) {
   switch (m->kind) {
     case FromLinkd::ready:
       log_info("linkd", "ready on ", m->links, " links, as uid ", m->uid);
+      if (!error_this_run_) last_error_.clear();
+      rejected_ = nullptr;  // the new settings work
       break;
     case FromLinkd::error:
       log_error("linkd", m->message);
+      last_error_ = m->message;
+      error_this_run_ = true;
       break;
     case FromLinkd::stats:
       stats_ = stats_json(m->stats_value);
@@ -221,6 +296,7 @@ void PeerLink::on_line(std::string_view line) {
       break;
     case FromLinkd::peer: {
       if (!config_.peer) break;
+      heard_ = true;
       PeerMessage p;
       p.kind = kind_of(m->peer_value.kind);
       const NodeReport& r = m->peer_value.report;
@@ -238,6 +314,8 @@ void PeerLink::on_line(std::string_view line) {
 void PeerLink::add_status(json& p) const {
   p["linkd_pid"] = child_.running() ? json(child_.pid()) : json(nullptr);
   p["linkd_restarts"] = restarts_;
+  p["linkd_reloads"] = reloads_;
+  if (!last_error_.empty()) p["linkd_error"] = last_error_;
   if (dropped_) p["linkd_dropped_lines"] = dropped_;
   if (stats_.is_object()) {
     auto field = [&](const char* k, json def) {

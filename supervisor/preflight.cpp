@@ -115,6 +115,13 @@ bool load_node(const std::string& config_path, LoadedNode& out, std::vector<std:
   if (c.peer) {
     std::string err;
     if (!load_key_file(c.peer->key_file, out.key, err)) errors.push_back(cat(c.file, ": ", err));
+    // linkd binds each link's socket on its own: one address twice would stop it at start.
+    auto& links = c.peer->links;
+    for (size_t i = 0; i < links.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (links[i].listen == links[j].listen)
+          errors.push_back(cat(c.file, ": peer.links[", i, "].listen: ", links[i].listen,
+                               " is also peer.links[", j, "].listen; each link needs its own"));
   }
   if (!c.control_group.empty()) {
     if (group* g = getgrnam(c.control_group.c_str()))
@@ -122,8 +129,15 @@ bool load_node(const std::string& config_path, LoadedNode& out, std::vector<std:
     else
       errors.push_back(cat(c.file, ": control_group: no group named ", quote(c.control_group)));
   }
-  if (!c.user.empty() && !getpwnam(c.user.c_str()))
-    errors.push_back(cat(c.file, ": user: no user named ", quote(c.user)));
+  if (!c.user.empty()) {
+    passwd* pw = getpwnam(c.user.c_str());
+    if (!pw)
+      errors.push_back(cat(c.file, ": user: no user named ", quote(c.user)));
+    else if (pw->pw_uid == 0 || pw->pw_gid == 0)  // linkd would refuse it at every start
+      errors.push_back(cat(c.file, ": user: ", quote(c.user),
+                           " has uid or gid 0; vacataire-linkd never runs as root: name an "
+                           "unprivileged user"));
+  }
   return errors.empty();
 }
 

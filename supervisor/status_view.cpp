@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/json_util.hpp"
 #include "common/text.hpp"
 
 namespace vac {
@@ -65,6 +66,16 @@ std::string render_status(const json& st) {
       out += cat("  ", dropped->get<uint64_t>(),
                  " log lines dropped: the supervisor's stderr is not read fast enough\n");
   }
+  // A SIGHUP that was refused or undone: the running configuration is not the file's.
+  const json& reload = member(member(st, "supervisor"), "reload");
+  const json& errors = member(reload, "errors");
+  if (string_member(reload, "result") != "applied" && errors.is_array() && !errors.empty() &&
+      errors[0].is_string())
+    out +=
+        cat("  last reload ", string_member(reload, "result"), ": ", errors[0].get<std::string>(),
+            errors.size() > 1 ? cat(" (and ", errors.size() - 1, " more)") : "", "\n");
+  if (std::string e = string_member(member(st, "peer"), "linkd_error"); !e.empty())
+    out += cat("  linkd: ", e, "\n");
   const json& peer = st.value("peer", json::object());
   if (field(peer, "state") == "none")
     out += "peer none configured\n";

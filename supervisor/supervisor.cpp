@@ -170,12 +170,12 @@ void Supervisor::set_services(std::vector<ServiceSpec> specs) {
 }
 
 // Only probes whose config changed are restarted; the others keep their verdict and process.
-void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs) {
+void Supervisor::set_probes(const std::map<std::string, ProbeConfig>& configs, bool force) {
   std::vector<std::unique_ptr<Probe>> next;
   for (auto& [name, config] : configs) {
     auto it = std::find_if(probes_.begin(), probes_.end(),
                            [&](auto& p) { return p && p->name() == name; });
-    if (it != probes_.end() && (*it)->config() == config) {
+    if (it != probes_.end() && (*it)->config() == config && !force) {
       next.push_back(std::move(*it));
       continue;
     }
@@ -246,7 +246,8 @@ nlohmann::json Supervisor::supervisor_status() const {
                                                      : nlohmann::json(children_.cgroup_base())},
           {"log_dropped_lines", log_writer_.dropped_messages()},
           {"log_dropped_bytes", log_writer_.dropped_bytes()},
-          {"log_queued_bytes", log_writer_.queued()}};
+          {"log_queued_bytes", log_writer_.queued()},
+          {"reload", last_reload_.is_null() ? nlohmann::json({{"count", 0}}) : last_reload_}};
 }
 
 // Reconciling is deferred to an idle watcher when asked for from inside itself, so a chain of
@@ -375,36 +376,6 @@ void Supervisor::on_guard_tick(ev::timer&, int) {
 void Supervisor::on_signal(ev::sig& w, int) {
   if (w.signum == SIGHUP) return reload();
   begin_shutdown(w.signum == SIGTERM ? "SIGTERM" : "SIGINT");
-}
-
-// The same validation as check-config and run (preflight.hpp): a reload that would fail is
-// refused whole, and the running configuration stays.
-void Supervisor::reload() {
-  std::vector<std::string> errors;
-  LoadedNode loaded;
-  if (!load_node(config_.file, loaded, errors)) {
-    for (auto& e : errors) log_error("reload", e);
-    log_error("reload", "configuration and services not reloaded; still running the previous ones");
-    return;
-  }
-  Config& next = loaded.config;
-  auto specs = std::move(loaded.specs);
-  if (next.control_socket != config_.control_socket || next.state_dir != config_.state_dir)
-    log_warn("reload", "control_socket and node.state_dir changes take effect at the next start");
-  config_.restart = next.restart;
-  if (next.notify_dir != config_.notify_dir || next.notify_timeout != config_.notify_timeout)
-    log_info("reload", "notify_dir ", next.notify_dir.empty() ? "(none)" : next.notify_dir);
-  config_.notify_dir = next.notify_dir;
-  config_.notify_timeout = next.notify_timeout;
-  notifier_.configure(config_.notify_dir, config_.notify_timeout,
-                      {config_.node_name, config_.role, config_.peer ? config_.peer->name : ""});
-  config_.services_dir = next.services_dir;
-  set_probes(next.probes);
-  config_.probes = next.probes;
-  log_info("reload", "reloaded ", config_.file, ": ", specs.size(), " services");
-  arm_guard();
-  set_services(std::move(specs));
-  changed();
 }
 
 }  // namespace vac

@@ -49,7 +49,10 @@ class Supervisor : public ServiceHost {
   void handle(const ControlRequest& req, const Caller& caller, ControlServer::Reply reply);
   nlohmann::json handle_svc(const ControlRequest& req);
   void handle_probe(const ControlRequest& req, ControlServer::Reply reply);
-  void set_probes(const std::map<std::string, ProbeConfig>& configs);
+  // force: every probe restarts (its program may resolve elsewhere: probes_dir changed).
+  void set_probes(const std::map<std::string, ProbeConfig>& configs, bool force = false);
+  void reload_refused(const std::vector<std::string>& why);
+  void set_link_config(const Config& from);  // the peer section, user and endpoints
   bool healthy() const;
   void on_probe_change(Probe& p);
   bool authorized(const Caller& caller, std::string& why) const;
@@ -85,6 +88,8 @@ class Supervisor : public ServiceHost {
   ev::timer guard_tick_;  // the guard's fence: ticks from this loop, so a frozen loop stops them
   int null_fd_ = -1;
   uint64_t control_refused_ = 0;  // callers not allowed a mutating command
+  nlohmann::json last_reload_;    // the last SIGHUP's outcome, for `status`
+  int reloads_ = 0;
   bool shutting_down_ = false;
   bool was_healthy_ = true;
   bool in_reconcile_ = false, reconcile_again_ = false;
