@@ -149,6 +149,10 @@ Duration supervisor_lease(Duration heartbeat, Duration dead_after) {
   return std::max<Duration>(dead_after / 2, 3 * supervisor_tick(heartbeat));
 }
 
+Duration guard_fence(Duration heartbeat, Duration dead_after) {
+  return supervisor_lease(heartbeat, dead_after) + (dead_after - heartbeat) / 2;
+}
+
 const char* to_string(PeerKind k) {
   switch (k) {
     case PeerKind::heartbeat:

@@ -24,6 +24,10 @@ Duration supervisor_tick(Duration heartbeat);  // min(50 ms, heartbeat / 2)
 // How long linkd keeps heartbeating without a line from the supervisor: max(dead_after / 2,
 // 3 ticks). After that the node is not advertised, so the peer loses it after dead_after.
 Duration supervisor_lease(Duration heartbeat, Duration dead_after);
+// How long the supervisor's loop may stall before vacataire-guard kills its services: halfway
+// between the lease lapsing and the earliest moment the peer can take over (lease + dead_after
+// - heartbeat). See vacataire(8), CONTAINMENT.
+Duration guard_fence(Duration heartbeat, Duration dead_after);
 
 // What this node's heartbeats and commands say about it. state is a node state name as the
 // supervisor spells it (checked for shape here; the supervisor's core checks the name).

@@ -313,6 +313,15 @@ void Pair::on_tick(ev::timer&, int) {
         "node", "this supervisor's loop stalled for ",
         format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_tick_)),
         ", past linkd's lease: the peer may have stopped hearing this node");
+    // Near or past the guard's fence, the services were (or are being) killed: their restart
+    // gets the start period, as an operator's `svc restart` does, so that it does not count
+    // as a failure and leave this node failed.
+    auto fence = guard_fence(config_.peer->heartbeat, config_.peer->dead_after);
+    if (now - last_tick_ + supervisor_tick(config_.peer->heartbeat) >= fence) {
+      log_warn("node", "the guard's fence (", format_duration(fence),
+               ") may have killed the services: they restart within their start period");
+      service_restarted();
+    }
   }
   last_tick_ = now;
   if (lost_deferred_ && !stalled_lately(now)) {

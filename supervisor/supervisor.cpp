@@ -360,7 +360,7 @@ void Supervisor::arm_guard() {
     return;
   }
   const PeerConfig& p = *config_.peer;
-  Duration fence = supervisor_lease(p.heartbeat, p.dead_after) + (p.dead_after - p.heartbeat) / 2;
+  Duration fence = guard_fence(p.heartbeat, p.dead_after);
   if (fence != guard_.fence())
     log_info("guard", "services fenced if this loop stalls for ", format_duration(fence),
              " (linkd's lease, plus half of dead_after - heartbeat)");
