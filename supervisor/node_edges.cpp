@@ -67,10 +67,6 @@ void R::abort_start(Core& n, const Event& e, Time now, Out& out) {
 void R::take_role(Core& n, const Event& e, Time now, Out& out) {
   // Break-before-make: a takeover from a node that says it serves is stale (reordered).
   if (serving_state(e.message.state)) return;
-  // Stale too: the peer has been heard serving since, at a later epoch (it gave up waiting).
-  if (n.peer_reachable_ && n.peer_ && serving_state(n.peer_->state) &&
-      n.peer_->epoch > e.message.epoch)
-    return;
   if (!n.healthy()) {
     n.reason_ = "the peer handed over, but " + n.unhealthy_reason();
     return;

@@ -97,6 +97,34 @@ TEST_CASE("a node that asked its peer to stop and then turns unhealthy abandons 
   CHECK(m.state() == NodeState::starting);
 }
 
+TEST_CASE("a takeover from before the peer's latest epoch is stale, serving or not since") {
+  // The peer served at epoch 3 and stopped since (heard passive at 3): a takeover it sent at
+  // epoch 2, reordered or retried late, tells nothing about it now.
+  Node n(policy(false), NodeState::passive, 1, 0s);
+  n.handle(hb(NodeState::active, 3), 0s);
+  n.handle(hb(NodeState::passive, 3), 1s);
+  n.handle(msg(PeerMessage::takeover, NodeState::passive, 2), 2s);
+  CHECK(n.state() == NodeState::passive);
+  // A takeover at the epoch it served at is the real one, even after a reordered heartbeat
+  // from before its stop.
+  Node m(policy(false), NodeState::passive, 1, 0s);
+  m.handle(hb(NodeState::active, 3), 0s);
+  m.handle(msg(PeerMessage::takeover, NodeState::passive, 3), 1s);
+  CHECK(m.state() == NodeState::starting);
+}
+
+TEST_CASE("a failback whose peer is lost while it waits for stopped: the plain rules decide") {
+  Node n(policy(false), NodeState::failed, 2, 0s);
+  n.handle(hb(NodeState::active, 3), 0s);
+  n.handle(ev(Event::op_recover, true), 1s);
+  n.handle(ev(Event::health, true), 2s);
+  REQUIRE(n.wait() == Wait::quiesce_sent);
+  n.handle(ev(Event::peer_lost), 3s);
+  CHECK(n.wait() != Wait::quiesce_sent);    // the quiesce wait is over
+  CHECK(n.state() == NodeState::starting);  // rule 3: the peer was lost
+  CHECK(n.reason() == "the peer was lost");
+}
+
 TEST_CASE("a failback whose stopped is lost: heard passive at its epoch is stopped") {
   Node n(policy(true), NodeState::failed, 2, 0s);
   n.handle(hb(NodeState::active, 3), 0s);
@@ -278,6 +306,14 @@ TEST_CASE("shutdown of the active node: stop, then hand over, then exit") {
   m.handle(ev(Event::services_down), 2s);
   m.handle(ev(Event::tick), 7s);
   CHECK(m.may_exit());
+  // The peer is lost while it waits: nobody is left to take the role; exit without waiting.
+  Node l = active_master();
+  l.handle(ev(Event::op_shutdown), 1s);
+  l.handle(ev(Event::services_down), 2s);
+  REQUIRE(l.wait() == Wait::shutdown);
+  l.handle(ev(Event::peer_lost), 2500ms);
+  CHECK(l.wait() == Wait::none);
+  CHECK(l.may_exit());
   // A passive node exits at once and ignores a takeover.
   Node p(policy(false), NodeState::passive, 0, 0s);
   p.handle(hb(NodeState::active, 1), 0s);
