@@ -149,8 +149,17 @@ Duration supervisor_lease(Duration heartbeat, Duration dead_after) {
   return std::max<Duration>(dead_after / 2, 3 * supervisor_tick(heartbeat));
 }
 
-Duration guard_fence(Duration heartbeat, Duration dead_after) {
-  return supervisor_lease(heartbeat, dead_after) + (dead_after - heartbeat) / 2;
+Duration linkd_report_period(Duration dead_after) {
+  return std::min<Duration>(std::chrono::seconds(1), dead_after / 6);
+}
+
+Duration linkd_silence_limit(Duration dead_after) {
+  return dead_after / 2;
+}
+
+Duration guard_fence(Duration heartbeat, Duration dead_after, Duration peer_dead_after) {
+  Duration margin = std::min(dead_after, peer_dead_after) - heartbeat;
+  return supervisor_lease(heartbeat, dead_after) + std::max<Duration>(margin / 2, Duration(0));
 }
 
 const char* to_string(PeerKind k) {
@@ -291,6 +300,10 @@ std::string encode_lost_line() {
 std::string encode_peer_line(const PeerLine& p) {
   json m = report_json(p.report);
   m["kind"] = to_string(p.kind);
+  if (p.timing.known()) {
+    m["heartbeat_us"] = p.timing.heartbeat_us;
+    m["dead_after_us"] = p.timing.dead_after_us;
+  }
   return line_of({{"peer", m}});
 }
 
@@ -324,6 +337,8 @@ std::optional<FromLinkd> decode_from_linkd(std::string_view line, std::string& e
     Fields f(*v, "peer line");
     std::string kind = f.str("kind", "", true);
     out.peer_value.report = read_report(f);
+    out.peer_value.timing.heartbeat_us = f.uinteger("heartbeat_us");
+    out.peer_value.timing.dead_after_us = f.uinteger("dead_after_us");
     if (f.ok() && !parse_peer_kind(kind, out.peer_value.kind))
       f.fail(cat("field \"kind\" is not a peer message kind: ", quote(utf8_prefix(kind, 40))));
     if (!f.ok()) return err = f.error(), std::nullopt;

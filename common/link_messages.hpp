@@ -25,9 +25,20 @@ Duration supervisor_tick(Duration heartbeat);  // min(50 ms, heartbeat / 2)
 // 3 ticks). After that the node is not advertised, so the peer loses it after dead_after.
 Duration supervisor_lease(Duration heartbeat, Duration dead_after);
 // How long the supervisor's loop may stall before vacataire-guard kills its services: halfway
-// between the lease lapsing and the earliest moment the peer can take over (lease + dead_after
-// - heartbeat). See vacataire(8), CONTAINMENT.
-Duration guard_fence(Duration heartbeat, Duration dead_after);
+// between the lease lapsing and the earliest moment the peer can take over (lease +
+// peer_dead_after - heartbeat: the peer counts its own dead_after from this node's last
+// heartbeat). peer_dead_after is the peer's when its heartbeats announced it, else this node's;
+// the smaller of the two counts. Never below the lease. See vacataire(8), CONTAINMENT.
+Duration guard_fence(Duration heartbeat, Duration dead_after, Duration peer_dead_after);
+inline Duration guard_fence(Duration heartbeat, Duration dead_after) {
+  return guard_fence(heartbeat, dead_after, dead_after);
+}
+
+// How often linkd writes its stats line to the supervisor: min(1 s, dead_after / 6). The lines
+// are also linkd's sign of life: the supervisor kills a linkd silent for linkd_silence_limit
+// (stopped, or stuck), which a restart brings back before the peer's dead_after runs out.
+Duration linkd_report_period(Duration dead_after);
+Duration linkd_silence_limit(Duration dead_after);  // dead_after / 2
 
 // What this node's heartbeats and commands say about it. state is a node state name as the
 // supervisor spells it (checked for shape here; the supervisor's core checks the name).
@@ -104,9 +115,18 @@ struct LinkdStats {
 };
 nlohmann::json stats_json(const LinkdStats& s);  // also what status shows
 
+// The heartbeat and dead_after a node's linkd runs with, as its heartbeats announce them (0:
+// not announced). The peer's guard fence depends on this node's dead_after; see guard_fence.
+struct LinkTiming {
+  uint64_t heartbeat_us = 0, dead_after_us = 0;
+  bool known() const { return heartbeat_us > 0 && dead_after_us > 0; }
+  bool operator==(const LinkTiming&) const = default;
+};
+
 struct PeerLine {
   PeerKind kind = PeerKind::heartbeat;
   NodeReport report;
+  LinkTiming timing;  // heartbeat: the peer's, when it announced it
 };
 
 struct FromLinkd {

@@ -153,6 +153,10 @@ void LinkDaemon::start() {
   supervisor_fresh_ = true;
   tick_.set<LinkDaemon, &LinkDaemon::on_tick>(this);
   tick_.start(0, seconds(settings_.heartbeat));
+  // Stats, and the supervisor's sign that this linkd is not stopped or stuck.
+  report_.set<LinkDaemon, &LinkDaemon::on_report>(this);
+  Duration report = linkd_report_period(settings_.dead_after);
+  report_.start(seconds(report), seconds(report));
   sigterm_.set<LinkDaemon, &LinkDaemon::on_signal>(this);
   sigterm_.start(SIGTERM);
   sigint_.set<LinkDaemon, &LinkDaemon::on_signal>(this);
@@ -295,6 +299,8 @@ void LinkDaemon::send_heartbeat() {
   m.kind = WireMessage::heartbeat;
   m.report = *heartbeat_;
   m.t = static_cast<uint64_t>(now().count());
+  m.timing = {static_cast<uint64_t>(settings_.heartbeat.count()),
+              static_cast<uint64_t>(settings_.dead_after.count())};
   send_all(session_->peer(), m);
 }
 
@@ -312,10 +318,13 @@ void LinkDaemon::send_pending() {
 void LinkDaemon::on_tick(ev::timer&, int) {
   send_heartbeat();
   send_pending();  // retried until acknowledged or the peer is lost
-  if (now() - last_stats_ >= std::chrono::seconds(1)) {
-    last_stats_ = now();
-    emit(encode_stats_line(stats()));
-  }
+}
+
+void LinkDaemon::on_report(ev::timer&, int) {
+  // Lines still waiting: the supervisor reads them, and learns from them that linkd runs, before
+  // another stats line; stats never crowd out what the peer said.
+  if (!out_buf_.empty()) return;
+  emit(encode_stats_line(stats()));
 }
 
 void LinkDaemon::drain_links() {
@@ -430,10 +439,12 @@ void LinkDaemon::on_data(Link& link, const Datagram& d) {
       pong.kind = WireMessage::pong;
       pong.t = m.t;
       send_on(link, session_->peer(), pong);
-      bool news = !peer_alive_ || !last_peer_ || !(*last_peer_ == m.report);
+      bool news =
+          !peer_alive_ || !last_peer_ || !(*last_peer_ == m.report) || !(peer_timing_ == m.timing);
       peer_alive_ = true;
       last_peer_ = m.report;
-      if (news) emit(encode_peer_line({PeerKind::heartbeat, m.report}));
+      peer_timing_ = m.timing;
+      if (news) emit(encode_peer_line({PeerKind::heartbeat, m.report, m.timing}));
       break;
     }
     case WireMessage::pong: {
@@ -450,7 +461,7 @@ void LinkDaemon::on_data(Link& link, const Datagram& d) {
       ack.id = m.id;
       send_on(link, session_->peer(), ack);  // every copy is acknowledged...
       if (inbox_.first_time(m.id))           // ...and the first, whichever link, passed on
-        emit(encode_peer_line({m.command_kind, m.report}));
+        emit(encode_peer_line({m.command_kind, m.report, {}}));
       break;
     }
     default:

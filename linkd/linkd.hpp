@@ -75,6 +75,7 @@ class LinkDaemon {
   void on_datagram(Link& link, std::string_view bytes);
   void on_data(Link& link, const Datagram& d);
   void on_tick(ev::timer&, int);
+  void on_report(ev::timer&, int);
   void on_silence(ev::timer&, int);
   void on_lease(ev::timer&, int);
   void on_signal(ev::sig&, int);
@@ -99,7 +100,7 @@ class LinkDaemon {
   LineReader stdin_reader_{1 << 20};
   ev::io stdin_io_, stdout_io_;
   std::string out_buf_;  // lines for the supervisor not yet written
-  ev::timer tick_, silence_, lease_;
+  ev::timer tick_, silence_, lease_, report_;
   ev::sig sigterm_, sigint_;
   Duration lease_length_;
   bool supervisor_fresh_ = false;
@@ -113,8 +114,9 @@ class LinkDaemon {
   uint64_t next_id_ = 1;
   CommandInbox inbox_;
   std::optional<NodeReport> last_peer_;
+  LinkTiming peer_timing_;  // as the peer's last heartbeat announced it
   bool peer_alive_ = false;
-  MonoTime last_heartbeat_{}, last_stats_{}, last_line_{};
+  MonoTime last_heartbeat_{}, last_line_{};
   std::map<std::string, uint64_t> datagrams_;
   // Tags of recent authentic datagrams: an exact copy is refused with one lookup, before any
   // HMAC or JSON work, so a flood of captured datagrams costs little more than garbage.

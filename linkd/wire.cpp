@@ -26,6 +26,8 @@ json message_json(const WireMessage& m) {
                 {"healthy", m.report.healthy},
                 {"role", m.report.role},
                 {"t", m.t}});
+      if (m.timing.known())
+        j.update({{"hb_us", m.timing.heartbeat_us}, {"dead_us", m.timing.dead_after_us}});
       break;
     case WireMessage::command:
       j.update({{"command", to_string(m.command_kind)},
@@ -79,6 +81,8 @@ bool read_message(const json& j, WireMessage& m, std::string& err) {
     case WireMessage::heartbeat:
       read_report(f, m.report);
       m.t = f.uinteger("t", 0, true);
+      m.timing.heartbeat_us = f.uinteger("hb_us");
+      m.timing.dead_after_us = f.uinteger("dead_us");
       break;
     case WireMessage::command: {
       std::string command = f.str("command", "", true);

@@ -52,6 +52,7 @@ struct WireMessage {
   PeerKind command_kind = PeerKind::takeover;  // command
   uint64_t id = 0;                             // command, ack: per sender session, from 1
   uint64_t t = 0;                              // heartbeat: sender's monotonic µs; pong: echoed
+  LinkTiming timing;                           // heartbeat: the sender's (optional on the wire)
   std::string nonce;                           // challenge, response: hex
 };
 const char* to_string(WireMessage::Kind k);

@@ -121,14 +121,22 @@ void Pair::make_link() {
     return s == NodeState::starting || s == NodeState::stopping || w == Wait::handed_over ||
            w == Wait::quiesce_sent || w == Wait::shutdown;
   };
+  // The peer's timing bounds this node's fence: the Supervisor re-arms the guard when it
+  // reconciles.
+  auto timing = [this](const LinkTiming& t) {
+    peer_timing_ = t;
+    check_timing();
+    host_.changed();
+  };
   link_ = std::make_unique<PeerLink>(
       config_, key_, host_,
-      PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started, busy});
+      PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started, busy, timing});
   link_->heartbeat(core_->heartbeat());
 }
 
 void Pair::reload_link(const Key& key, std::function<void(const std::string&)> rejected) {
   key_ = key;
+  if (config_.peer) check_timing();  // this node's side of the comparison may have changed
   // Until the old linkd is gone its lease is the old one: tick at the faster of both.
   if (tick_.is_active() && tick_period(config_) < tick_.repeat) {
     tick_.repeat = tick_period(config_);
@@ -316,7 +324,7 @@ void Pair::on_tick(ev::timer&, int) {
     // Near or past the guard's fence, the services were (or are being) killed: their restart
     // gets the start period, as an operator's `svc restart` does, so that it does not count
     // as a failure and leave this node failed.
-    auto fence = guard_fence(config_.peer->heartbeat, config_.peer->dead_after);
+    auto fence = guard_fence();
     if (now - last_tick_ + supervisor_tick(config_.peer->heartbeat) >= fence) {
       log_warn("node", "the guard's fence (", format_duration(fence),
                ") may have killed the services: they restart within their start period");
@@ -423,6 +431,48 @@ json Pair::node_status(bool healthy) const {
   return n;
 }
 
+Duration Pair::guard_fence() const {
+  if (!config_.peer) return Duration(0);
+  const PeerConfig& p = *config_.peer;
+  Duration peer_dead = peer_timing_.known() ? Duration(peer_timing_.dead_after_us) : p.dead_after;
+  return vac::guard_fence(p.heartbeat, p.dead_after, peer_dead);
+}
+
+// Both nodes should run the same heartbeat and dead_after (vacataire.json(5)): each counts its
+// dead_after from the other's last heartbeat, and the guard's fence must come before the peer's
+// dead_after runs out. Unequal settings still work, with the shorter dead_after setting the
+// fence; settings where one side's dead_after is not longer than the other's heartbeat lose the
+// peer between two heartbeats, and failovers follow.
+std::string Pair::timing_mismatch() const {
+  if (!config_.peer || !peer_timing_.known()) return "";
+  const PeerConfig& p = *config_.peer;
+  Duration peer_hb(peer_timing_.heartbeat_us), peer_dead(peer_timing_.dead_after_us);
+  if (peer_hb == p.heartbeat && peer_dead == p.dead_after) return "";
+  std::string why =
+      cat("peer ", p.name, " runs heartbeat ", format_duration(peer_hb), ", dead_after ",
+          format_duration(peer_dead), "; this node runs heartbeat ", format_duration(p.heartbeat),
+          ", dead_after ", format_duration(p.dead_after), ": set the same on both nodes");
+  if (peer_dead <= p.heartbeat)
+    why += cat("; the peer loses this node between two of its heartbeats");
+  else if (p.dead_after <= peer_hb)
+    why += cat("; this node loses the peer between two of its heartbeats");
+  if (peer_dead < p.dead_after)
+    why += cat("; the guard's fence is shortened to ", format_duration(guard_fence()));
+  return why;
+}
+
+void Pair::check_timing() {
+  std::string why = timing_mismatch();
+  if (why == timing_logged_) return;
+  if (why.empty())
+    log_info("node", "peer ", config_.peer->name, " now runs this node's heartbeat and dead_after");
+  else if (why.find("between two") != std::string::npos)
+    log_error("node", why);
+  else
+    log_warn("node", why);
+  timing_logged_ = why;
+}
+
 json Pair::peer_status() const {
   if (!config_.peer) {
     json p = {{"state", "none"}};
@@ -438,6 +488,10 @@ json Pair::peer_status() const {
     p["healthy"] = core_->peer()->healthy;
     p["role"] = to_string(core_->peer()->role);
   }
+  if (peer_timing_.known())
+    p["timing"] = {{"heartbeat_s", seconds(Duration(peer_timing_.heartbeat_us))},
+                   {"dead_after_s", seconds(Duration(peer_timing_.dead_after_us))}};
+  if (std::string why = timing_mismatch(); !why.empty()) p["timing_mismatch"] = why;
   if (link_) link_->add_status(p);
   return p;
 }

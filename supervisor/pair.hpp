@@ -75,6 +75,13 @@ class Pair {
   // Shutdown has nothing left to do here: handover done or given up, linkd gone.
   bool finished() const { return shutdown_ == Shutdown::done && !link_running(); }
 
+  // How long this supervisor's loop may stall before the guard fences its services: see
+  // guard_fence in link_messages.hpp; the peer's dead_after counts once its heartbeats said it.
+  // 0 without a peer.
+  Duration guard_fence() const;
+  // What is wrong with the peer's heartbeat and dead_after next to this node's, or "".
+  std::string timing_mismatch() const;
+
   nlohmann::json node_status(bool healthy) const;
   nlohmann::json peer_status() const;
 
@@ -91,6 +98,7 @@ class Pair {
   void make_link();
   // A peer lost while this loop was stalled is not believed at once: see on_peer_lost().
   void on_peer_lost();
+  void check_timing();
   bool stalled_lately(Clock::time_point now) const;
   void finish_shutdown(const char* why);
   bool link_running() const { return link_ && link_->running(); }
@@ -116,6 +124,8 @@ class Pair {
   ev::timer tick_;
   Clock::time_point last_tick_{}, resumed_at_{};  // resumed_at_: the end of the last stall
   bool lost_deferred_ = false;
+  LinkTiming peer_timing_;     // as the peer's heartbeats announce it
+  std::string timing_logged_;  // the mismatch last logged
   bool services_wanted_ = false;
   std::string record_note_;    // what was wrong with the record read at start-up
   std::string budget_logged_;  // the service last reported over its restart budget

@@ -79,11 +79,13 @@ PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Hand
   io_.set<PeerLink, &PeerLink::on_output>(this);
   restart_timer_.set<PeerLink, &PeerLink::on_restart>(this);
   kill_timer_.set<PeerLink, &PeerLink::on_kill>(this);
+  watchdog_.set<PeerLink, &PeerLink::on_watchdog>(this);
 }
 
 PeerLink::~PeerLink() {
   restart_timer_.stop();
   kill_timer_.stop();
+  watchdog_.stop();
   io_.stop();
   // linkd_'s destructor kills its group and closes the pipes.
 }
@@ -116,6 +118,12 @@ void PeerLink::start() {
     return;
   }
   started_ = Clock::now();
+  last_line_ = {};  // watched from its first line on
+  silence_killed_ = false;
+  if (config_.peer) {
+    Duration look = linkd_silence_limit(config_.peer->dead_after) / 4;
+    watchdog_.start(seconds(look), seconds(look));
+  }
   heard_ = error_this_run_ = false;
   stats_ = nlohmann::json();  // counters of this linkd only, from its first stats line
   pace_ = config_.peer ? config_.peer->dead_after / 2 : Duration(0);
@@ -143,6 +151,7 @@ void PeerLink::start() {
 void PeerLink::on_exit(int status) {
   close_pipes();
   kill_timer_.stop();
+  watchdog_.stop();
   if (stopping_) {
     if (handlers_.exited) handlers_.exited();
     return;
@@ -221,6 +230,36 @@ void PeerLink::on_kill(ev::timer&, int) {
   child_.kill();
 }
 
+// A linkd that writes nothing for linkd_silence_limit (dead_after / 2) while it should report
+// every dead_after / 6 is stopped (SIGSTOP, a debugger, a frozen cgroup) or stuck. It no longer
+// heartbeats, so the peer takes over once its dead_after runs out, while this node, which hears
+// nothing either, goes on serving: both would serve until linkd wakes. Killed now, it is
+// restarted at once (a first quick death) and heard by the peer again before then.
+void PeerLink::on_watchdog(ev::timer&, int) {
+  if (!config_.peer || !child_.running() || stopping_ || terminating_ || silence_killed_) return;
+  auto now = Clock::now();
+  Duration limit = linkd_silence_limit(config_.peer->dead_after);
+  // This loop stalled (the gap between looks): what linkd wrote meanwhile may still be waiting,
+  // and its silence is not measured yet. Give it a fresh window.
+  bool stalled = last_watch_ != Clock::time_point{} && now - last_watch_ > limit / 2;
+  last_watch_ = now;
+  if (last_line_ == Clock::time_point{}) return;  // not a word yet: the start has its own checks
+  if (stalled) {
+    last_line_ = now;
+    return;
+  }
+  if (now - last_line_ < limit) return;
+  on_output(io_, ev::READ);  // lines waiting in the pipe count
+  if (!child_.running() || now - last_line_ < limit) return;
+  ++stalls_;
+  silence_killed_ = true;  // once: SIGKILL of a process in a system call may take a moment
+  log_error("linkd", "pid ", child_.pid(), " silent for ",
+            format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_line_)),
+            " (stopped or stuck): killing it, so that a new one heartbeats before the peer's "
+            "dead_after runs out");
+  child_.kill();
+}
+
 void PeerLink::stop() {
   stopping_ = true;
   restart_timer_.stop();
@@ -272,6 +311,7 @@ void PeerLink::on_output(ev::io&, int) {
 }
 
 void PeerLink::on_line(std::string_view line) {
+  last_line_ = Clock::now();
   std::string err;
   auto m = decode_from_linkd(line, err);
   if (!m) return log_warn("linkd", "garbled line from linkd: ", err);
@@ -305,6 +345,11 @@ void PeerLink::on_line(std::string_view line) {
       p.epoch = r.epoch;
       p.healthy = r.healthy;
       if (!parse_role(r.role, p.role)) p.role = Role::unknown;
+      const LinkTiming& t = m->peer_value.timing;
+      if (t.known() && !(t == peer_timing_)) {
+        peer_timing_ = t;
+        if (handlers_.timing) handlers_.timing(t);
+      }
       if (handlers_.message) handlers_.message(p);
       break;
     }
@@ -315,6 +360,7 @@ void PeerLink::add_status(json& p) const {
   p["linkd_pid"] = child_.running() ? json(child_.pid()) : json(nullptr);
   p["linkd_restarts"] = restarts_;
   p["linkd_reloads"] = reloads_;
+  p["linkd_stalls"] = stalls_;
   if (!last_error_.empty()) p["linkd_error"] = last_error_;
   if (dropped_) p["linkd_dropped_lines"] = dropped_;
   if (stats_.is_object()) {

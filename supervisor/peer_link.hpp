@@ -44,6 +44,8 @@ class PeerLink {
     // A handshake with the peer is under way (a handover, a quiesce): the commands linkd is
     // retrying would die with it, so a replacement waits for the handshake to end.
     std::function<bool()> busy;
+    // The peer's heartbeats announced a heartbeat and dead_after other than the last ones.
+    std::function<void(const LinkTiming&)> timing;
   };
 
   PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers);
@@ -81,6 +83,7 @@ class PeerLink {
   void on_line(std::string_view line);
   void on_restart(ev::timer&, int);
   void on_kill(ev::timer&, int);
+  void on_watchdog(ev::timer&, int);
   void replace();
   void write_line(const std::string& line);
   void close_pipes();
@@ -95,6 +98,7 @@ class PeerLink {
   bool planned_ = false;      // a reload wants the running linkd replaced
   bool terminating_ = false;  // ... and it was told to stop
   bool heard_ = false;        // the running linkd has heard the peer
+  LinkTiming peer_timing_;    // as the peer last announced it
   bool waited_busy_ = false;  // said once per replacement that it waits for a handshake
   Duration pace_{0};          // the running linkd is not replaced younger than this
   std::function<void(const std::string&)> rejected_;  // until the new settings' linkd is ready
@@ -104,6 +108,10 @@ class PeerLink {
   LineReader reader_{65536};
   ev::timer restart_timer_;  // a restart after a death, or a paced replacement
   ev::timer kill_timer_;     // a linkd told to stop that does not is killed
+  ev::timer watchdog_;       // a linkd silent for linkd_silence_limit is killed (link_messages.hpp)
+  Clock::time_point last_line_{}, last_watch_{};  // from linkd; the watchdog's last look
+  int stalls_ = 0;                                // linkd processes killed for their silence
+  bool silence_killed_ = false;                   // the running one was
   Backoff backoff_;
   Clock::time_point started_{};
   int restarts_ = 0;

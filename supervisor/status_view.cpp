@@ -83,6 +83,8 @@ std::string render_status(const json& st) {
     out += cat("peer ", field(peer, "name"), "  link ", field(peer, "state"), "  state ",
                field(peer, "node_state"), "  healthy ", field(peer, "healthy"), "  epoch ",
                field(peer, "epoch"), "\n");
+    if (std::string why = string_member(peer, "timing_mismatch"); !why.empty())
+      out += cat("  timing: ", why, "\n");
     for (auto& l : peer.value("links", json::array())) {
       std::string rtt = "-";
       if (l.contains("rtt_ms") && l["rtt_ms"].is_number()) {

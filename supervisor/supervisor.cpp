@@ -304,6 +304,9 @@ void Supervisor::reconcile() {
   in_reconcile_ = false;
   if (reconcile_again_) reconcile_idle_.start();  // finish in the next loop iteration
   pair_.after_reconcile();
+  // The peer's heartbeats may have announced a shorter dead_after: the fence follows.
+  if (!shutting_down_ && guard_.fence() > Duration(0) && pair_.guard_fence() != guard_.fence())
+    arm_guard();
 
   // Retired services go once they are down and their logger has exited.
   for (auto& r : retiring_)
@@ -360,13 +363,18 @@ void Supervisor::arm_guard() {
     return;
   }
   const PeerConfig& p = *config_.peer;
-  Duration fence = guard_fence(p.heartbeat, p.dead_after);
-  if (fence != guard_.fence())
-    log_info("guard", "services fenced if this loop stalls for ", format_duration(fence),
-             " (linkd's lease, plus half of dead_after - heartbeat)");
-  guard_.set_fence(fence);
-  guard_tick_.set<Supervisor, &Supervisor::on_guard_tick>(this);
-  guard_tick_.start(0, seconds(supervisor_tick(p.heartbeat)));
+  Duration fence = pair_.guard_fence();
+  if (fence != guard_.fence()) {
+    log_info(
+        "guard", "services fenced if this loop stalls for ", format_duration(fence),
+        " (linkd's lease, plus half of dead_after - heartbeat, the peer's dead_after if shorter)");
+    guard_.set_fence(fence);
+  }
+  Duration tick = supervisor_tick(p.heartbeat);
+  if (!guard_tick_.is_active() || guard_tick_.repeat != seconds(tick)) {
+    guard_tick_.set<Supervisor, &Supervisor::on_guard_tick>(this);
+    guard_tick_.start(0, seconds(tick));
+  }
 }
 
 void Supervisor::on_guard_tick(ev::timer&, int) {

@@ -275,6 +275,38 @@ TEST_CASE("kill -9 of linkd three times in a second on the active node: no failo
   CHECK(p.b.stop() == 0);
 }
 
+TEST_CASE("a stopped linkd on the active node is replaced before the peer loses it: no failover") {
+  Pair p;
+  // The new linkd must start and confirm a session within dead_after / 2 (ASan, loaded machine).
+  for (vt::Node* n : {&p.a, &p.b}) n->configure({{"peer", {{"dead_after", "1s"}}}});
+  p.start_pair();
+  uint64_t epoch = p.a.status()["node"]["epoch"];
+  pid_t linkd = p.a.status()["peer"]["linkd_pid"];
+  // Stopped, it neither heartbeats nor hears: web2 would take over after dead_after while web1,
+  // hearing nothing, went on serving. The supervisor kills it after dead_after / 2 of silence.
+  REQUIRE(kill(linkd, SIGSTOP) == 0);
+  REQUIRE(p.a.wait_log("(stopped or stuck): killing it"));
+  REQUIRE(vt::eventually([&] {
+    json st = p.a.status();
+    return st["peer"]["linkd_pid"].is_number() && st["peer"]["linkd_pid"] != linkd;
+  }));
+  CHECK_FALSE(vt::process_exists(linkd));
+  CHECK(p.a.status()["peer"]["linkd_stalls"] == 1);
+  REQUIRE(vt::eventually([&] { return p.a.status()["peer"]["state"] == "up"; }));
+  // Two dead_afters later (web1 sends a heartbeat and a pong every 50ms) nothing has moved.
+  auto heard = [&] { return p.b.status()["peer"]["datagrams"].value("ok", 0); };
+  int before = heard();
+  REQUIRE(vt::eventually([&] { return heard() >= before + 80; }));
+  if (Pair::state(p.b) != "passive") MESSAGE("web1 log:\n", p.a.log(), "\nweb2 log:\n", p.b.log());
+  CHECK(Pair::state(p.a) == "active");
+  CHECK(Pair::state(p.b) == "passive");
+  CHECK(p.a.status()["node"]["epoch"] == epoch);
+  CHECK(p.b.log().find("-> starting") == std::string::npos);
+  CHECK(p.b.log().find("lost: silent on every link") == std::string::npos);
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
 TEST_CASE("operator release and takeover hand the role over through the handshake") {
   Pair p;
   p.start_pair();
@@ -539,7 +571,9 @@ TEST_CASE("a passive supervisor frozen long enough to be lost does not take the 
   usleep(1'600'000);  // the stall goes on: 4 x dead_after more, for web1's linkd to report it
   kill(p.a.pid(), SIGCONT);
   REQUIRE(lost);
-  REQUIRE(p.a.wait_log("reported lost just after this supervisor stalled"));
+  bool deferred = p.a.wait_log("reported lost just after this supervisor stalled");
+  if (!deferred) MESSAGE("web1 log:\n", p.a.log(), "\nweb2 log:\n", p.b.log());
+  REQUIRE(deferred);
   // Well past dead_after, web1 is passive and web2 active at the same epoch: nothing moved.
   CHECK_FALSE(vt::eventually([&] { return Pair::state(p.a) != "passive"; }, 1.0));
   REQUIRE(p.states("passive", "active"));

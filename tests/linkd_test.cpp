@@ -354,6 +354,35 @@ TEST_CASE("link lines: every supervisor -> linkd line round-trips through the co
         std::chrono::milliseconds(150));
 }
 
+TEST_CASE(
+    "the guard's fence comes before the peer can take over, whichever dead_after is shorter") {
+  using std::chrono::milliseconds;
+  // The peer takes over no sooner than lease + its dead_after - this node's heartbeat.
+  auto earliest_takeover = [](Duration hb, Duration dead, Duration peer_dead) {
+    return supervisor_lease(hb, dead) + peer_dead - hb;
+  };
+  CHECK(guard_fence(milliseconds(50), milliseconds(400)) == milliseconds(375));
+  CHECK(guard_fence(milliseconds(200), milliseconds(1000), milliseconds(1000)) ==
+        milliseconds(900));
+  // A peer with a shorter dead_after shortens the fence; a longer one changes nothing.
+  CHECK(guard_fence(milliseconds(200), milliseconds(1000), milliseconds(600)) == milliseconds(700));
+  CHECK(guard_fence(milliseconds(200), milliseconds(600), milliseconds(1000)) == milliseconds(500));
+  for (int hb : {20, 50, 200, 500})
+    for (int dead : {100, 150, 400, 1000, 3000})
+      for (int peer_dead : {100, 150, 400, 1000, 3000}) {
+        if (dead <= hb || peer_dead <= hb) continue;
+        Duration h = milliseconds(hb), d = milliseconds(dead), pd = milliseconds(peer_dead);
+        CAPTURE(hb);
+        CAPTURE(dead);
+        CAPTURE(peer_dead);
+        CHECK(guard_fence(h, d, pd) > supervisor_lease(h, d));
+        CHECK(guard_fence(h, d, pd) < earliest_takeover(h, d, pd));
+      }
+  // A peer whose dead_after is not longer than this node's heartbeat cannot be fenced in time
+  // (it loses this node between heartbeats): the fence is the lease, never less.
+  CHECK(guard_fence(milliseconds(200), milliseconds(1000), milliseconds(150)) == milliseconds(500));
+}
+
 TEST_CASE("link lines: every linkd -> supervisor line round-trips through the codec") {
   std::string err;
   auto rd = decode_from_linkd(encode_ready_line(2, 65534), err);
@@ -368,10 +397,20 @@ TEST_CASE("link lines: every linkd -> supervisor line round-trips through the co
   REQUIRE_MESSAGE(l, err);
   CHECK(l->kind == FromLinkd::lost);
   auto p = decode_from_linkd(
-      encode_peer_line({PeerKind::stopped, {"stopping", 3, false, "master"}}), err);
+      encode_peer_line({PeerKind::stopped, {"stopping", 3, false, "master"}, {}}), err);
   REQUIRE_MESSAGE(p, err);
   CHECK(p->peer_value.kind == PeerKind::stopped);
   CHECK(p->peer_value.report == NodeReport{"stopping", 3, false, "master"});
+  CHECK_FALSE(p->peer_value.timing.known());
+  auto h = decode_from_linkd(
+      encode_peer_line({PeerKind::heartbeat, {"active", 4, true, "standby"}, {50'000, 400'000}}),
+      err);
+  REQUIRE_MESSAGE(h, err);
+  CHECK(h->peer_value.timing == LinkTiming{50'000, 400'000});
+  CHECK_FALSE(decode_from_linkd(R"({"peer":{"kind":"heartbeat","state":"active","epoch":1,)"
+                                R"("healthy":true,"role":"master","dead_after_us":"1s"}})",
+                                err));
+  CHECK(err.find("dead_after_us") != std::string::npos);
   LinkdStats s;
   s.links.push_back({"127.0.0.1:1", "127.0.0.1:2", true, 12.5, std::nullopt, 4, 5, 6});
   s.datagrams = {{"ok", 3}, {"bad_tag", 9}};
@@ -480,6 +519,17 @@ TEST_CASE("datagrams: sealed, opened, and refused when forged, oversized or malf
   CHECK(out.msg.command_kind == PeerKind::quiesce);
   CHECK(out.msg.id == 4);
   CHECK(out.msg.report == NodeReport{"active", 8, true, "master"});
+  // A heartbeat announces its sender's heartbeat and dead_after.
+  Datagram hb = d;
+  hb.msg = {};
+  hb.msg.kind = WireMessage::heartbeat;
+  hb.msg.report = {"passive", 8, true, "standby"};
+  hb.msg.t = 77;
+  hb.msg.timing = {20'000, 150'000};
+  Datagram hb_out;
+  REQUIRE(open_datagram(seal(hb, test_key()), test_key(), hb_out) == OpenResult::ok);
+  CHECK(hb_out.msg.timing == LinkTiming{20'000, 150'000});
+  CHECK(hb_out.msg.t == 77);
   // No timestamp, no boot time: nothing in a datagram reads a wall clock.
   CHECK(bytes.find("\"ts\"") == std::string::npos);
   CHECK(bytes.find("\"boot\"") == std::string::npos);
@@ -759,6 +809,9 @@ TEST_CASE("two linkd processes: heartbeats with the role, commands once over two
   CHECK(p["peer"]["epoch"] == 3);
   CHECK(p["peer"]["healthy"] == true);
   CHECK(p["peer"]["role"] == "master");
+  // With the timing a's linkd runs (settings' defaults), for b's supervisor to compare.
+  CHECK(p["peer"]["heartbeat_us"] == 50'000);
+  CHECK(p["peer"]["dead_after_us"] == 300'000);
 
   a.line(encode_send_line(PeerKind::takeover, {"stopping", 3, false, "master"}));
   json t = b.wait_line([](const json& j) { return is_peer(j, "takeover"); });

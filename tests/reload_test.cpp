@@ -298,9 +298,27 @@ TEST_CASE("reload of heartbeat and dead_after on the active node: linkd replaced
   CHECK_FALSE(vt::process_exists(before.get<pid_t>()));
   CHECK(p.a.status()["peer"]["linkd_reloads"] == 1);
   CHECK(p.a.status()["peer"]["linkd_restarts"] == 0);  // planned: no crash counted
-  // The guard's fence follows: lease + (dead_after - heartbeat) / 2 = 350ms + 335ms.
+  // The guard's fence follows: lease + (dead_after - heartbeat) / 2, with web2's dead_after
+  // (600ms, shorter than web1's new 700ms: web2 counts it from web1's last heartbeat), so
+  // 350ms + (600ms - 30ms) / 2.
   CHECK(fence.is_number());
-  CHECK(p.a.status()["supervisor"]["guard_fence_s"].get<double>() == doctest::Approx(0.685));
+  CHECK(vt::eventually([&] {
+    return p.a.status()["supervisor"]["guard_fence_s"].get<double>() == doctest::Approx(0.635);
+  }));
+  // Both nodes say their timings differ, in status and in the log.
+  json why_a = p.a.status()["peer"]["timing_mismatch"];
+  REQUIRE(why_a.is_string());
+  CHECK(why_a.get<std::string>() ==
+        "peer web2 runs heartbeat 20ms, dead_after 600ms; this node runs heartbeat 30ms, "
+        "dead_after 700ms: set the same on both nodes; the guard's fence is shortened to 635ms");
+  CHECK(p.a.status()["peer"]["timing"] == json{{"heartbeat_s", 0.02}, {"dead_after_s", 0.6}});
+  CHECK(p.a.cli({"status"}).out.find("  timing: peer web2 runs heartbeat 20ms") !=
+        std::string::npos);
+  REQUIRE(vt::eventually([&] { return p.b.status()["peer"]["timing_mismatch"].is_string(); }));
+  CHECK(
+      p.b.wait_log("peer web1 runs heartbeat 30ms, dead_after 700ms; this node runs heartbeat "
+                   "20ms, dead_after 600ms: set the same on both nodes"));
+  CHECK(p.b.status()["supervisor"]["guard_fence_s"].get<double>() == doctest::Approx(0.59));
   REQUIRE(TestPair::talked(p.a));
   REQUIRE(TestPair::talked(p.b, 1));
   p.no_failover(epoch);

@@ -81,9 +81,9 @@ def sigstop(what):
         out = {"node": n.name, "state": state, "target": what, "pid": pid, "stopped_s": d}
         if victim:
             out["service_killed"] = victim
-        if state == "active":
-            # The peer rightly stops hearing the active node: a one-sided partition.
-            out["partition_s"] = d
+        # Not a partition: the peer stops hearing the active node, but the guard's fence (a
+        # stopped supervisor) or the supervisor's linkd watchdog (a stopped linkd) must leave
+        # no overlap (vacataire(8), CONTAINMENT and Liveness). Any overlap here is broken.
         return out
     return fault
 
