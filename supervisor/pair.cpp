@@ -326,8 +326,14 @@ void Pair::on_tick(ev::timer&, int) {
     // as a failure and leave this node failed.
     auto fence = guard_fence();
     if (now - last_tick_ + supervisor_tick(config_.peer->heartbeat) >= fence) {
+      // The peer's dead_after may be running out as this node wakes: it takes over (and says
+      // so at once) or hears this node again. Restarting the services before knowing which
+      // could make both serve; dead_after from now, either has happened.
+      held_until_ = now + config_.peer->dead_after;
       log_warn("node", "the guard's fence (", format_duration(fence),
-               ") may have killed the services: they restart within their start period");
+               ") may have killed the services: they restart in ",
+               format_duration(config_.peer->dead_after),
+               " unless the peer took over, within their start period");
       service_restarted();
     }
   }
@@ -339,6 +345,13 @@ void Pair::on_tick(ev::timer&, int) {
     on_peer_lost();
   }
   feed(Event::tick);  // also renews linkd's lease: a heartbeat line on every tick
+}
+
+bool Pair::fence_held(Clock::time_point now) const {
+  if (!config_.peer) return false;
+  if (now < held_until_) return true;
+  return last_tick_ != Clock::time_point{} &&
+         now - last_tick_ + supervisor_tick(config_.peer->heartbeat) >= guard_fence();
 }
 
 // Within dead_after of a stall of this loop (or during one: the line was waiting while the loop
@@ -402,6 +415,11 @@ json Pair::node_status(bool healthy) const {
   for (auto& p : work_.probes)
     if (p->critical() && p->state() == ProbeState::failing)
       reason = cat(reason, "; critical probe ", p->name(), " is failing");
+  auto now = Clock::now();
+  bool held = services_wanted_ && fence_held(now);
+  if (held)
+    reason = cat(reason, "; services held after the guard's fence until the peer is known not to ",
+                 "take over");
   if (std::string svc = over_budget(); !svc.empty())
     reason = cat(reason, "; service ", svc, " is over its restart budget");
   json n = {{"name", config_.node_name},
@@ -416,6 +434,9 @@ json Pair::node_status(bool healthy) const {
             {"pid", getpid()},
             {"uptime_s", std::chrono::duration<double>(Clock::now() - started_).count()}};
   if (!record_note_.empty()) n["record_note"] = record_note_;
+  if (held)
+    n["services_held_s"] = seconds(
+        std::max<Duration>(std::chrono::duration_cast<Duration>(held_until_ - now), Duration(0)));
   if (core_) {
     // Loud problems of the pair, as the core sees them.
     if (!core_->healthy()) n["unhealthy"] = core_->unhealthy_reason();

@@ -52,7 +52,8 @@ class Pair {
   std::string link_error() const { return link_ ? link_->error() : ""; }
 
   // Whether the core wants the services running on this node.
-  bool services_wanted() const { return services_wanted_; }
+  // Not while the services are held after the guard's fence (see fence_held).
+  bool services_wanted() const { return services_wanted_ && !fence_held(Clock::now()); }
   bool active() const { return core_ && core_->state() == NodeState::active; }
   std::string state_name() const { return core_ ? to_string(core_->state()) : "passive"; }
   uint64_t epoch() const { return core_ ? core_->epoch() : 0; }
@@ -99,6 +100,9 @@ class Pair {
   // A peer lost while this loop was stalled is not believed at once: see on_peer_lost().
   void on_peer_lost();
   void check_timing();
+  // This loop stalled past the guard's fence (or is waking from such a stall, before on_tick
+  // has seen it): the services were killed, and the peer may be taking over right now.
+  bool fence_held(Clock::time_point now) const;
   bool stalled_lately(Clock::time_point now) const;
   void finish_shutdown(const char* why);
   bool link_running() const { return link_ && link_->running(); }
@@ -123,6 +127,7 @@ class Pair {
   std::string role_conflict_logged_, epoch_refused_logged_;
   ev::timer tick_;
   Clock::time_point last_tick_{}, resumed_at_{};  // resumed_at_: the end of the last stall
+  Clock::time_point held_until_{};                // services held after a fenced stall
   bool lost_deferred_ = false;
   LinkTiming peer_timing_;     // as the peer's heartbeats announce it
   std::string timing_logged_;  // the mismatch last logged

@@ -557,6 +557,47 @@ TEST_CASE("a frozen active supervisor: its guard kills its services before the p
   CHECK(p.b.stop() == 0);
 }
 
+TEST_CASE(
+    "thawed just after its fence, a supervisor holds its services until the peer's choice is "
+    "known") {
+  Pair p;
+  p.journal_services();
+  p.start_pair();
+  REQUIRE(p.a.wait_state("app", "up"));
+  pid_t app = p.a.status()["services"]["app"]["pid"];
+  size_t mark = p.a.log().size();
+  kill(p.a.pid(), SIGSTOP);
+  // Thawed as soon as the guard fenced its app (375ms), before web2's dead_after runs out
+  // (550ms) or just after: web2 may or may not take over, and web1 cannot know which yet.
+  bool fenced = vt::eventually([&] { return !vt::process_exists(app); }, 10);
+  long long thaw = mono_ns();
+  kill(p.a.pid(), SIGCONT);
+  REQUIRE(fenced);
+  const std::string woke = "may have killed the services: they restart in 400ms unless the peer";
+  REQUIRE(p.a.wait_log(woke));
+  // Settled either way: web1 serving again (web2 kept hearing it) or web2 (it took over).
+  REQUIRE(vt::eventually([&] {
+    return (Pair::state(p.a) == "active" && p.a.status()["services"]["app"]["state"] == "up") ||
+           (Pair::state(p.a) == "passive" && Pair::state(p.b) == "active");
+  }));
+  std::string log = p.a.log();
+  long started = vt::log_ms(log, "app: started", log.find(woke, mark));
+  if (Pair::state(p.b) == "active") {
+    MESSAGE("web2 took over; web1's app ", started >= 0 ? "restarted (wrongly)" : "was held");
+    CHECK(started == -1);
+    CHECK(p.first("start", "web1", thaw) == -1);
+  } else {
+    REQUIRE(started >= 0);
+    long held = started - vt::log_ms(log, woke, mark);
+    MESSAGE("web2 kept hearing web1, whose app restarted ", held, " ms after it woke");
+    CHECK(held >= 400);  // dead_after: web2 would have said by then that it took over
+    CHECK(p.first("start", "web2") == -1);
+    CHECK(log.find("-> stopping", mark) == std::string::npos);
+  }
+  CHECK(p.a.stop() == 0);
+  CHECK(p.b.stop() == 0);
+}
+
 TEST_CASE("a passive supervisor frozen long enough to be lost does not take the role on waking") {
   Pair p;
   p.start_pair();

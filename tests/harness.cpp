@@ -271,4 +271,14 @@ Result Node::cli(const std::vector<std::string>& args) {
   return run_command(argv);
 }
 
+long log_ms(const std::string& log, const std::string& text, size_t from) {
+  size_t at = log.find(text, from);
+  if (at == std::string::npos) return -1;
+  size_t line = log.rfind('\n', at);
+  line = line == std::string::npos ? 0 : line + 1;
+  int h = 0, m = 0, sec = 0, ms = 0;
+  if (sscanf(log.c_str() + line, "%*d-%*d-%*dT%d:%d:%d.%dZ", &h, &m, &sec, &ms) != 4) return -1;
+  return ((h * 60L + m) * 60 + sec) * 1000 + ms;
+}
+
 }  // namespace vt

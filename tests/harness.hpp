@@ -26,6 +26,9 @@ int free_port(int type);
 // Polls cond every few milliseconds until it holds or timeout_s passes.
 bool eventually(const std::function<bool()>& cond, double timeout_s = 10);
 
+// The log time (ms of the day) of the first line after from that holds text; -1 if none.
+long log_ms(const std::string& log, const std::string& text, size_t from = 0);
+
 struct Result {
   int code = -1;
   std::string out;  // stdout and stderr together

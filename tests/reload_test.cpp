@@ -197,17 +197,6 @@ std::vector<pid_t> linkd_children(pid_t parent) {
   return out;
 }
 
-// The log time (ms of the day) of the first line after from that holds text; -1 if none.
-long log_ms(const std::string& log, const std::string& text, size_t from = 0) {
-  size_t at = log.find(text, from);
-  if (at == std::string::npos) return -1;
-  size_t line = log.rfind('\n', at);
-  line = line == std::string::npos ? 0 : line + 1;
-  int h = 0, m = 0, sec = 0, ms = 0;
-  if (sscanf(log.c_str() + line, "%*d-%*d-%*dT%d:%d:%d.%dZ", &h, &m, &sec, &ms) != 4) return -1;
-  return ((h * 60L + m) * 60 + sec) * 1000 + ms;
-}
-
 struct TestPair {
   vt::Node a, b;  // a: web1, the master; b: web2, the standby
   std::vector<int> ports_a = {free_port(SOCK_DGRAM), free_port(SOCK_DGRAM)},
@@ -325,7 +314,8 @@ TEST_CASE("reload of heartbeat and dead_after on the active node: linkd replaced
   CHECK(linkd_children(p.a.pid()).size() == 1);
   std::string log = p.a.log();
   size_t at = log.find("reload: peer link restarted");
-  MESSAGE("new linkd ready ", log_ms(log, "linkd: ready on", at) - log_ms(log, "reload:", at),
+  MESSAGE("new linkd ready ",
+          vt::log_ms(log, "linkd: ready on", at) - vt::log_ms(log, "reload:", at),
           " ms after the reload (heartbeat 30ms, dead_after 700ms)");
   CHECK(p.a.stop() == 0);
   CHECK(p.b.stop() == 0);
