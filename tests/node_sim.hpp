@@ -39,6 +39,11 @@ constexpr Duration kQuietLength = 5s;
 // other again and the lower epoch yields, plus its stop.
 constexpr Duration kOverlapBound =
     kIsolationAfter + kDeadAfter + 4 * kHeartbeat + kMaxDelay + kMaxServiceTime;
+// A linkd restart is back within its restart backoff's cap (dead_after / 4) and its start-up;
+// the new linkd says the peer is lost only dead_after after it starts. A restart on the
+// isolated side during a partition delays its fence by both.
+constexpr Duration kLinkdRestartMax = kDeadAfter / 4 + 40ms;
+constexpr Duration kOverlapBoundLinkdRestart = kOverlapBound + kLinkdRestartMax + kDeadAfter;
 // An unhealthy node serving while the healthy passive peer it hears could: a few heartbeats
 // for it to learn the peer can take the role, then its stop.
 constexpr Duration kUnhealthyBound = 6 * kHeartbeat + kMaxDelay + kMaxServiceTime;
@@ -96,9 +101,10 @@ struct Stats {
         << (o == overlap.end() ? 0 : ms(o->second)) << " ms, longest "
         << (m == overlap_max.end() ? 0 : ms(m->second)) << " ms\n";
     }
-    s << "bounds: overlap " << ms(kOverlapBound) << " ms (planned: 0), unhealthy serving "
-      << ms(kUnhealthyBound) << " ms (longest seen " << ms(unhealthy_max) << " ms), liveness "
-      << ms(kLivenessBound) << " ms after faults stop (longest seen " << ms(liveness_max) << " ms)";
+    s << "bounds: overlap " << ms(kOverlapBound) << " ms (" << ms(kOverlapBoundLinkdRestart)
+      << " ms with a linkd restart; planned: 0), unhealthy serving " << ms(kUnhealthyBound)
+      << " ms (longest seen " << ms(unhealthy_max) << " ms), liveness " << ms(kLivenessBound)
+      << " ms after faults stop (longest seen " << ms(liveness_max) << " ms)";
     return s.str();
   }
 };
@@ -185,6 +191,7 @@ class Sim {
   std::string broken_;
   std::string delivering_tag_;
   Time both_since_{-1}, unhealthy_since_[2] = {Time(-1), Time(-1)}, nobody_since_{-1};
+  Time last_linkd_restart_{-1};  // of either node
   std::string overlap_kind_;
   Node n_[2];
 

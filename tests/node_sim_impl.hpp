@@ -142,7 +142,8 @@ inline void Sim::faults(int i) {
   }
   if (x.linkd_up && p(0.0003)) {  // linkd restarts: what it had pending is lost
     x.linkd_up = false;
-    x.linkd_back_at = now_ + rand_dur(400ms);
+    x.linkd_back_at = now_ + rand_dur(kLinkdRestartMax);
+    last_linkd_restart_ = now_;
     x.outbox.clear();
     x.seen.clear();
     ++stats.linkd_restarts;
