@@ -185,6 +185,19 @@ void peer_families(Page& p, const json& status, const json& link_stats) {
   double v;
   p.family("vacataire_peer_up", "gauge", "1 while the peer is heard on at least one link.");
   p.sample("vacataire_peer_up", {"peer", text(peer, "name")}, text(peer, "state") == "up");
+  p.family("vacataire_peer_timing_mismatch", "gauge",
+           "1 while the peer announces a heartbeat or dead_after other than this node's.");
+  p.sample("vacataire_peer_timing_mismatch", {}, member(peer, "timing_mismatch").is_string());
+  if (number(member(peer, "linkd_restarts"), v) && v >= 0) {
+    p.family("vacataire_linkd_restarts_total", "counter",
+             "Times linkd ended unexpectedly and was restarted (reloads not counted).");
+    p.sample("vacataire_linkd_restarts_total", {}, v);
+  }
+  if (number(member(peer, "linkd_stalls"), v) && v >= 0) {
+    p.family("vacataire_linkd_stalls_total", "counter",
+             "Times linkd was silent for half of dead_after (stopped or stuck) and was killed.");
+    p.sample("vacataire_linkd_stalls_total", {}, v);
+  }
   const json& links = member(stats, "links");
   if (links.is_array()) {
     p.family("vacataire_peer_link_up", "gauge",

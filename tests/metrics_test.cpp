@@ -26,7 +26,12 @@ json sample_doc() {
         {"healthy", true},
         {"state_s", 12.5},
         {"transitions", {{{"from", "passive"}, {"to", "starting"}, {"count", 2}}}}}},
-      {"peer", {{"name", "web2"}, {"state", "up"}}},
+      {"peer",
+       {{"name", "web2"},
+        {"state", "up"},
+        {"linkd_restarts", 2},
+        {"linkd_stalls", 1},
+        {"timing_mismatch", "peer web2 runs heartbeat 20ms, dead_after 600ms; ..."}}},
       {"services",
        {{"app",
          {{"state", "up"}, {"ready", true}, {"restarts", 3}, {"last_exit", "signal 9 (Killed)"}}},
@@ -78,9 +83,12 @@ TEST_CASE("every family has HELP and TYPE; the values come from the document") {
         "vacataire_control_refused_total"})
     CHECK_MESSAGE(families.count(f), f);
   for (const char* line :
-       {"vacataire_supervisor_up 1\n", "vacataire_node_info{node=\"web1\",role=\"master\"} 1\n",
-        "vacataire_node_state{state=\"active\"} 1\n", "vacataire_node_state{state=\"passive\"} 0\n",
-        "vacataire_node_epoch 4\n", "vacataire_node_state_seconds 12.5\n",
+       {"vacataire_supervisor_up 1\n",
+        "vacataire_node_info{node=\"web1\",role=\"master\"} 1\n",
+        "vacataire_node_state{state=\"active\"} 1\n",
+        "vacataire_node_state{state=\"passive\"} 0\n",
+        "vacataire_node_epoch 4\n",
+        "vacataire_node_state_seconds 12.5\n",
         "vacataire_node_transitions_total{from=\"passive\",to=\"starting\"} 2\n",
         "vacataire_service_restarts_total{service=\"app\"} 3\n",
         "vacataire_service_last_exit_status{service=\"app\"} 137\n",
@@ -91,7 +99,10 @@ TEST_CASE("every family has HELP and TYPE; the values come from the document") {
         "vacataire_probe_latency_seconds_bucket{probe=\"content\",le=\"2.5\"} 4\n",
         "vacataire_probe_latency_seconds_bucket{probe=\"content\",le=\"+Inf\"} 5\n",
         "vacataire_probe_latency_seconds_count{probe=\"content\"} 5\n",
-        "vacataire_control_refused_total{reason=\"permission\"} 2\n"})
+        "vacataire_control_refused_total{reason=\"permission\"} 2\n",
+        "vacataire_peer_timing_mismatch 1\n",
+        "vacataire_linkd_restarts_total 2\n",
+        "vacataire_linkd_stalls_total 1\n"})
     CHECK_MESSAGE(page.find(line) != std::string::npos, line);
   CHECK(vac::render_metrics(sample_doc(), json(), false).find("vacataire_supervisor_up 0\n") !=
         std::string::npos);
