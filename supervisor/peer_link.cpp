@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "linkd.hpp"
 #include "preflight.hpp"
+#include "state_dir.hpp"
 
 namespace vac {
 
@@ -119,6 +120,7 @@ void PeerLink::start() {
   }
   started_ = Clock::now();
   last_line_ = {};  // watched from its first line on
+  watch_cpu_ = 0;
   silence_killed_ = false;
   if (config_.peer) {
     Duration look = linkd_silence_limit(config_.peer->dead_after) / 4;
@@ -248,15 +250,33 @@ void PeerLink::on_watchdog(ev::timer&, int) {
     last_line_ = now;
     return;
   }
+  // Its CPU time at each look: runnable yet not advancing is starved, not stuck.
+  ProcStat st;
+  bool known = read_proc_stat(child_.pid(), st);
+  unsigned long long cpu_before = watch_cpu_;
+  watch_cpu_ = known ? st.cpu_ticks : 0;
   if (now - last_line_ < limit) return;
   on_output(io_, ev::READ);  // lines waiting in the pipe count
   if (!child_.running() || now - last_line_ < limit) return;
+  // Waiting for a CPU like everything else on a loaded machine: a new linkd would wait too, and
+  // lose the session this one holds. Stopped (T), traced (t), blocked (D, or S without its
+  // timers firing) or spinning (R with its CPU time growing) is killed.
+  if (known && st.state == 'R' && st.cpu_ticks == cpu_before) {
+    if (!starved_logged_)
+      log_warn(
+          "linkd", "pid ", child_.pid(), " silent for ",
+          format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_line_)),
+          " but waiting for a CPU: left running");
+    starved_logged_ = true;
+    return;
+  }
   ++stalls_;
   silence_killed_ = true;  // once: SIGKILL of a process in a system call may take a moment
-  log_error("linkd", "pid ", child_.pid(), " silent for ",
-            format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_line_)),
-            " (stopped or stuck): killing it, so that a new one heartbeats before the peer's "
-            "dead_after runs out");
+  log_error(
+      "linkd", "pid ", child_.pid(), " silent for ",
+      format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(now - last_line_)),
+      " (stopped or stuck): killing it, so that a new one heartbeats before the peer's "
+      "dead_after runs out");
   child_.kill();
 }
 
@@ -312,6 +332,7 @@ void PeerLink::on_output(ev::io&, int) {
 
 void PeerLink::on_line(std::string_view line) {
   last_line_ = Clock::now();
+  starved_logged_ = false;
   std::string err;
   auto m = decode_from_linkd(line, err);
   if (!m) return log_warn("linkd", "garbled line from linkd: ", err);

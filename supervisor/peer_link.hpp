@@ -112,6 +112,8 @@ class PeerLink {
   Clock::time_point last_line_{}, last_watch_{};  // from linkd; the watchdog's last look
   int stalls_ = 0;                                // linkd processes killed for their silence
   bool silence_killed_ = false;                   // the running one was
+  bool starved_logged_ = false;                   // silent, but only waiting for a CPU
+  unsigned long long watch_cpu_ = 0;              // its CPU time at the last look
   Backoff backoff_;
   Clock::time_point started_{};
   int restarts_ = 0;

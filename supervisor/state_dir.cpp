@@ -41,19 +41,6 @@ bool write_file(const std::string& path, const std::string& text) {
   return ok && rename(tmp.c_str(), path.c_str()) == 0;
 }
 
-// pgrp and state of a process from /proc/PID/stat; false if it is gone.
-bool read_stat(pid_t pid, pid_t& pgrp, char& state) {
-  std::ifstream in(cat("/proc/", pid, "/stat"));
-  std::string s;
-  if (!std::getline(in, s)) return false;
-  auto close_paren = s.rfind(')');
-  if (close_paren == std::string::npos || close_paren + 2 >= s.size()) return false;
-  std::istringstream rest(s.substr(close_paren + 2));
-  pid_t ppid = 0;
-  rest >> state >> ppid >> pgrp;
-  return static_cast<bool>(rest);
-}
-
 }  // namespace
 
 // Members of a group that are still running. Zombies do not count: a process re-parented to
@@ -66,10 +53,9 @@ bool live_members(pid_t pgid) {
     char* end = nullptr;
     long pid = std::strtol(e->d_name, &end, 10);
     if (*end || pid <= 0) continue;
-    pid_t pgrp = 0;
-    char state = 0;
-    if (read_stat(static_cast<pid_t>(pid), pgrp, state) && pgrp == pgid && state != 'Z' &&
-        state != 'X') {
+    ProcStat st;
+    if (read_proc_stat(static_cast<pid_t>(pid), st) && st.pgrp == pgid && st.state != 'Z' &&
+        st.state != 'X') {
       found = true;
       break;
     }
@@ -82,20 +68,31 @@ bool group_alive(pid_t pgid) {
   return pgid > 0 && (kill(-pgid, 0) == 0 || errno == EPERM);
 }
 
-unsigned long long process_start_time(pid_t pid) {
+bool read_proc_stat(pid_t pid, ProcStat& out) {
   std::ifstream in(cat("/proc/", pid, "/stat"));
   std::string s;
-  if (!std::getline(in, s)) return 0;
+  if (!std::getline(in, s)) return false;
+  // The command name (field 2) may hold spaces and parentheses: fields resume after the last ')'.
   auto close_paren = s.rfind(')');
-  if (close_paren == std::string::npos) return 0;
+  if (close_paren == std::string::npos || close_paren + 2 >= s.size()) return false;
   std::istringstream rest(s.substr(close_paren + 2));
-  std::string field;
-  // Fields after the command name start at field 3 (state); starttime is field 22.
-  for (int i = 3; i < 22 && rest >> field; ++i) {
+  pid_t ppid = 0;
+  rest >> out.state >> ppid >> out.pgrp;
+  std::string skip;
+  for (int field = 6; field < 14 && rest >> skip; ++field) {
   }
-  unsigned long long start = 0;
-  rest >> start;
-  return start;
+  unsigned long long utime = 0, stime = 0;
+  rest >> utime >> stime;
+  for (int field = 16; field < 22 && rest >> skip; ++field) {
+  }
+  rest >> out.start_time;
+  out.cpu_ticks = utime + stime;
+  return static_cast<bool>(rest);
+}
+
+unsigned long long process_start_time(pid_t pid) {
+  ProcStat st;
+  return read_proc_stat(pid, st) ? st.start_time : 0;
 }
 
 std::string boot_id() {

@@ -51,6 +51,15 @@ class StateDir {
 bool group_alive(pid_t pgid);                      // kill(-pgid, 0): any member, zombies included
 bool live_members(pid_t pgid);                     // a /proc scan: members that are not zombies
 unsigned long long process_start_time(pid_t pid);  // 0 if no such process
+
+// What /proc/PID/stat says of a process (proc(5)); false if it is gone.
+struct ProcStat {
+  char state = 0;  // R running or runnable, S sleeping, D disk sleep, T stopped, t traced, Z...
+  pid_t pgrp = 0;
+  unsigned long long cpu_ticks = 0;   // utime + stime
+  unsigned long long start_time = 0;  // since boot, in clock ticks
+};
+bool read_proc_stat(pid_t pid, ProcStat& out);
 std::string boot_id();
 
 }  // namespace vac

@@ -17,6 +17,7 @@
 #include "child.hpp"
 #include "common/text.hpp"
 #include "harness.hpp"
+#include "state_dir.hpp"
 #include "writer.hpp"
 
 using namespace vac;
@@ -296,4 +297,30 @@ TEST_CASE("utf8_clean keeps valid text and replaces every invalid byte") {
   CHECK(utf8_clean("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong '/'
   CHECK(utf8_clean("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
   CHECK(utf8_clean("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");
+}
+
+TEST_CASE("/proc/PID/stat tells a stopped process from a spinning one, and a gone one") {
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    for (;;) {  // spins until killed
+    }
+  }
+  vac::ProcStat first, st;
+  REQUIRE(vac::read_proc_stat(pid, first));
+  CHECK(first.pgrp == getpgrp());
+  CHECK(first.start_time > 0);
+  CHECK(first.start_time == vac::process_start_time(pid));
+  // Spinning: runnable, and its CPU time grows (clock ticks of 10ms).
+  CHECK(vt::eventually(
+      [&] { return vac::read_proc_stat(pid, st) && st.cpu_ticks > first.cpu_ticks + 2; }));
+  CHECK(st.state == 'R');
+  REQUIRE(kill(pid, SIGSTOP) == 0);
+  CHECK(vt::eventually([&] { return vac::read_proc_stat(pid, st) && st.state == 'T'; }));
+  unsigned long long stopped_at = st.cpu_ticks;
+  REQUIRE(kill(pid, SIGKILL) == 0);
+  REQUIRE(waitpid(pid, nullptr, 0) == pid);
+  CHECK(stopped_at >= first.cpu_ticks);
+  CHECK_FALSE(vac::read_proc_stat(pid, st));
+  CHECK(vac::process_start_time(pid) == 0);
 }
