@@ -11,7 +11,6 @@ using json = nlohmann::json;
 
 namespace {
 // Longer durations than this are configuration mistakes, and would overflow the timers.
-constexpr int64_t kMaxDurationUs = int64_t(24) * 3600 * 1000000;
 
 std::string line_of(const json& j) {
   return dump_json(j) + "\n";

@@ -117,9 +117,14 @@ nlohmann::json stats_json(const LinkdStats& s);  // also what status shows
 
 // The heartbeat and dead_after a node's linkd runs with, as its heartbeats announce them (0:
 // not announced). The peer's guard fence depends on this node's dead_after; see guard_fence.
+constexpr int64_t kMaxDurationUs = int64_t(24) * 3600 * 1000000;  // durations on the link
 struct LinkTiming {
   uint64_t heartbeat_us = 0, dead_after_us = 0;
-  bool known() const { return heartbeat_us > 0 && dead_after_us > 0; }
+  // Announced, and in range (a value past a day is ignored, as if not announced).
+  bool known() const {
+    return heartbeat_us > 0 && dead_after_us > 0 && heartbeat_us <= kMaxDurationUs &&
+           dead_after_us <= kMaxDurationUs;
+  }
   bool operator==(const LinkTiming&) const = default;
 };
 

@@ -407,6 +407,11 @@ TEST_CASE("link lines: every linkd -> supervisor line round-trips through the co
       err);
   REQUIRE_MESSAGE(h, err);
   CHECK(h->peer_value.timing == LinkTiming{50'000, 400'000});
+  CHECK(h->peer_value.timing.known());
+  // Out of range (past a day, or what would wrap to a negative duration): as if not announced.
+  CHECK_FALSE((LinkTiming{50'000, uint64_t(1) << 63}).known());
+  CHECK_FALSE((LinkTiming{uint64_t(kMaxDurationUs) + 1, 400'000}).known());
+  CHECK((LinkTiming{uint64_t(kMaxDurationUs), uint64_t(kMaxDurationUs)}).known());
   CHECK_FALSE(decode_from_linkd(R"({"peer":{"kind":"heartbeat","state":"active","epoch":1,)"
                                 R"("healthy":true,"role":"master","dead_after_us":"1s"}})",
                                 err));
