@@ -65,6 +65,7 @@ std::optional<LinkdSettings> read_settings(const json& j, std::string& err) {
   s.heartbeat = read_duration(f, "heartbeat_us");
   s.dead_after = read_duration(f, "dead_after_us");
   s.user = f.str("user");
+  s.incarnation = f.uinteger("incarnation");
   const json& links = f.sub("links", "array");
   const json& endpoints = f.sub("endpoints", "object");
   bool pair = f.ok() && !links.empty();
@@ -192,7 +193,8 @@ std::string encode_config_line(const LinkdSettings& s) {
             {"key", s.key_hex},
             {"heartbeat_us", s.heartbeat.count()},
             {"dead_after_us", s.dead_after.count()},
-            {"user", s.user}};
+            {"user", s.user},
+            {"incarnation", s.incarnation}};
   if (!s.endpoints.empty())
     c["endpoints"] = {{"http", s.endpoints.http},
                       {"agent_check", s.endpoints.agent_check},
@@ -303,6 +305,7 @@ std::string encode_peer_line(const PeerLine& p) {
     m["heartbeat_us"] = p.timing.heartbeat_us;
     m["dead_after_us"] = p.timing.dead_after_us;
   }
+  if (p.incarnation != 0) m["incarnation"] = p.incarnation;
   return line_of({{"peer", m}});
 }
 
@@ -338,6 +341,7 @@ std::optional<FromLinkd> decode_from_linkd(std::string_view line, std::string& e
     out.peer_value.report = read_report(f);
     out.peer_value.timing.heartbeat_us = f.uinteger("heartbeat_us");
     out.peer_value.timing.dead_after_us = f.uinteger("dead_after_us");
+    out.peer_value.incarnation = f.uinteger("incarnation");
     if (f.ok() && !parse_peer_kind(kind, out.peer_value.kind))
       f.fail(cat("field \"kind\" is not a peer message kind: ", quote(utf8_prefix(kind, 40))));
     if (!f.ok()) return err = f.error(), std::nullopt;

@@ -76,6 +76,7 @@ struct LinkdSettings {
   Duration dead_after = std::chrono::seconds(1);
   std::string user;  // empty: linkd's default unprivileged user
   EndpointsSettings endpoints;
+  uint64_t incarnation = 0;  // this supervisor run's (random), in every heartbeat and command
 };
 
 // ---- supervisor -> linkd ----
@@ -131,7 +132,8 @@ struct LinkTiming {
 struct PeerLine {
   PeerKind kind = PeerKind::heartbeat;
   NodeReport report;
-  LinkTiming timing;  // heartbeat: the peer's, when it announced it
+  LinkTiming timing;         // heartbeat: the peer's, when it announced it
+  uint64_t incarnation = 0;  // the peer supervisor's run, when it said (0: not said)
 };
 
 struct FromLinkd {

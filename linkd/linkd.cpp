@@ -301,6 +301,7 @@ void LinkDaemon::send_heartbeat() {
   m.t = static_cast<uint64_t>(now().count());
   m.timing = {static_cast<uint64_t>(settings_.heartbeat.count()),
               static_cast<uint64_t>(settings_.dead_after.count())};
+  m.incarnation = settings_.incarnation;
   send_all(session_->peer(), m);
 }
 
@@ -311,6 +312,7 @@ void LinkDaemon::send_pending() {
     m.command_kind = p.kind;
     m.id = id;
     m.report = p.report;
+    m.incarnation = settings_.incarnation;
     send_all(session_->peer(), m);
   }
 }
@@ -439,12 +441,13 @@ void LinkDaemon::on_data(Link& link, const Datagram& d) {
       pong.kind = WireMessage::pong;
       pong.t = m.t;
       send_on(link, session_->peer(), pong);
-      bool news =
-          !peer_alive_ || !last_peer_ || !(*last_peer_ == m.report) || !(peer_timing_ == m.timing);
+      bool news = !peer_alive_ || !last_peer_ || !(*last_peer_ == m.report) ||
+                  !(peer_timing_ == m.timing) || peer_incarnation_ != m.incarnation;
       peer_alive_ = true;
       last_peer_ = m.report;
       peer_timing_ = m.timing;
-      if (news) emit(encode_peer_line({PeerKind::heartbeat, m.report, m.timing}));
+      peer_incarnation_ = m.incarnation;
+      if (news) emit(encode_peer_line({PeerKind::heartbeat, m.report, m.timing, m.incarnation}));
       break;
     }
     case WireMessage::pong: {
@@ -461,7 +464,7 @@ void LinkDaemon::on_data(Link& link, const Datagram& d) {
       ack.id = m.id;
       send_on(link, session_->peer(), ack);  // every copy is acknowledged...
       if (inbox_.first_time(m.id))           // ...and the first, whichever link, passed on
-        emit(encode_peer_line({m.command_kind, m.report, {}}));
+        emit(encode_peer_line({m.command_kind, m.report, {}, m.incarnation}));
       break;
     }
     default:

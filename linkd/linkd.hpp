@@ -114,7 +114,8 @@ class LinkDaemon {
   uint64_t next_id_ = 1;
   CommandInbox inbox_;
   std::optional<NodeReport> last_peer_;
-  LinkTiming peer_timing_;  // as the peer's last heartbeat announced it
+  LinkTiming peer_timing_;         // as the peer's last heartbeat announced it
+  uint64_t peer_incarnation_ = 0;  // ... and the peer supervisor's run
   bool peer_alive_ = false;
   MonoTime last_heartbeat_{}, last_line_{};
   std::map<std::string, uint64_t> datagrams_;

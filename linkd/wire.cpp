@@ -28,6 +28,7 @@ json message_json(const WireMessage& m) {
                 {"t", m.t}});
       if (m.timing.known())
         j.update({{"hb_us", m.timing.heartbeat_us}, {"dead_us", m.timing.dead_after_us}});
+      if (m.incarnation != 0) j["inc"] = m.incarnation;
       break;
     case WireMessage::command:
       j.update({{"command", to_string(m.command_kind)},
@@ -36,6 +37,7 @@ json message_json(const WireMessage& m) {
                 {"epoch", m.report.epoch},
                 {"healthy", m.report.healthy},
                 {"role", m.report.role}});
+      if (m.incarnation != 0) j["inc"] = m.incarnation;
       break;
     case WireMessage::pong:
       j["t"] = m.t;
@@ -83,6 +85,7 @@ bool read_message(const json& j, WireMessage& m, std::string& err) {
       m.t = f.uinteger("t", 0, true);
       m.timing.heartbeat_us = f.uinteger("hb_us");
       m.timing.dead_after_us = f.uinteger("dead_us");
+      m.incarnation = f.uinteger("inc");
       break;
     case WireMessage::command: {
       std::string command = f.str("command", "", true);
@@ -91,6 +94,7 @@ bool read_message(const json& j, WireMessage& m, std::string& err) {
       m.id = f.uinteger("id", 0, true);
       if (f.ok() && m.id == 0) f.fail("field \"id\" must be positive");
       read_report(f, m.report);
+      m.incarnation = f.uinteger("inc");
       break;
     }
     case WireMessage::pong:

@@ -53,6 +53,7 @@ struct WireMessage {
   uint64_t id = 0;                             // command, ack: per sender session, from 1
   uint64_t t = 0;                              // heartbeat: sender's monotonic µs; pong: echoed
   LinkTiming timing;                           // heartbeat: the sender's (optional on the wire)
+  uint64_t incarnation = 0;                    // heartbeat, command: the sender's supervisor run
   std::string nonce;                           // challenge, response: hex
 };
 const char* to_string(WireMessage::Kind k);

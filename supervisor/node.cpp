@@ -180,8 +180,12 @@ NodeCore::NodeCore(NodePolicy policy, NodeState persisted, uint64_t epoch, Time 
 }
 
 PeerMessage NodeCore::heartbeat() const {
-  return {PeerMessage::heartbeat, state_, epoch_, healthy(),
-          policy_.master ? Role::master : Role::standby};
+  return {PeerMessage::heartbeat,
+          state_,
+          epoch_,
+          healthy(),
+          policy_.master ? Role::master : Role::standby,
+          policy_.incarnation};
 }
 
 std::vector<Action> NodeCore::handle(const Event& e, Time now) {

@@ -58,6 +58,7 @@ using Time = Duration;
 struct NodePolicy {
   bool master = true;
   std::string name, peer_name;  // two masters (or standbys): the name sorting first serves
+  uint64_t incarnation = 0;     // this run of the supervisor, in every message (random, not 0)
   bool has_peer = true;
   bool has_witness = false;
   bool failback_auto = false;
@@ -83,6 +84,7 @@ struct PeerMessage {
   uint64_t epoch = 0;
   bool healthy = false;
   Role role = Role::unknown;  // the sender's configured role
+  uint64_t incarnation = 0;   // the sender supervisor's run (random at each start; 0: not said)
 };
 const char* to_string(PeerMessage::Kind k);
 
@@ -195,10 +197,11 @@ class NodeCore {
   bool peer_reachable_ = false;
   bool peer_seen_ = false;
   std::optional<PeerMessage> peer_;
-  uint64_t peer_epoch_max_ = 0;  // the highest epoch heard from the peer
-  uint64_t quiesced_epoch_ = 0;  // the peer's epoch when asked to stop
-  bool failback_ = false;        // recovering with failback: ask the peer once recovered
-  bool shutdown_ = false;        // op_shutdown given: never active again in this process
+  uint64_t peer_epoch_max_ = 0;    // the highest epoch heard from the peer
+  uint64_t quiesced_epoch_ = 0;    // the peer's epoch when asked to stop
+  uint64_t peer_incarnation_ = 0;  // the peer's run, as its messages say (0: not said)
+  bool failback_ = false;          // recovering with failback: ask the peer once recovered
+  bool shutdown_ = false;          // op_shutdown given: never active again in this process
   Time started_;
   Time unreachable_since_{};  // both peer and witness unreachable since
   std::string refused_;

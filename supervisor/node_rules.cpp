@@ -126,6 +126,16 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
       const PeerMessage& m = e.message;
       if (!accept(n, m)) return false;
       n.peer_reachable_ = n.peer_seen_ = true;
+      // The peer restarted (crashed, or was restarted, within dead_after: never lost): it
+      // knows nothing of what it was asked before, and decides afresh by the plain rules. A
+      // takeover asked of its previous run is void: waiting on for its `stopped` while it takes
+      // the role as master would start both (simulation seeds 42 and 75).
+      if (m.incarnation != 0 && n.peer_incarnation_ != 0 && m.incarnation != n.peer_incarnation_ &&
+          n.wait_ == Wait::quiesce_sent) {
+        set_wait(n, Wait::none, now);
+        n.reason_ = "the peer restarted: the takeover asked of it is void";
+      }
+      if (m.incarnation != 0) n.peer_incarnation_ = m.incarnation;
       // A takeover older than the peer's latest epoch is stale (it served since): it tells
       // nothing about the peer now.
       if (m.kind == PeerMessage::takeover && m.epoch < n.peer_epoch_max_) return false;
@@ -146,6 +156,9 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
       // The peer serves: the handover it was waiting for is done.
       if (serving_state(m.state) && (n.wait_ == Wait::handed_over || n.wait_ == Wait::shutdown))
         set_wait(n, Wait::none, now);
+      // Serving at a later epoch than ours, it acted on what we told it: that tell holds back
+      // nothing any more (a peer restarted passive since finds the master serving at once).
+      if (serving_state(m.state) && m.epoch > n.epoch_) n.told_peer_at_.reset();
       break;
     }
     case Event::peer_lost:

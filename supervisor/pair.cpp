@@ -1,5 +1,6 @@
 #include "pair.hpp"
 
+#include <sodium.h>
 #include <unistd.h>
 #include <algorithm>
 
@@ -49,6 +50,10 @@ bool Pair::start(std::string& err) {
   NodePolicy policy;
   policy.master = config_.role == "master";
   policy.name = config_.node_name;
+  // This run: the peer tells a restart of this supervisor from a reply of the previous run.
+  randombytes_buf(&policy.incarnation, sizeof policy.incarnation);
+  policy.incarnation |= 1;
+  incarnation_ = policy.incarnation;
   if (config_.peer) policy.peer_name = config_.peer->name;
   policy.has_peer = config_.peer.has_value();
   policy.has_witness = !config_.failover.witness.empty();
@@ -130,7 +135,8 @@ void Pair::make_link() {
   };
   link_ = std::make_unique<PeerLink>(
       config_, key_, host_,
-      PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started, busy, timing});
+      PeerLink::Handlers{heard, lost, [this] { host_.changed(); }, started, busy, timing},
+      incarnation_);
   link_->heartbeat(core_->heartbeat());
 }
 

@@ -129,6 +129,7 @@ class Pair {
   Clock::time_point last_tick_{}, resumed_at_{};  // resumed_at_: the end of the last stall
   Clock::time_point held_until_{};                // services held after a fenced stall
   bool lost_deferred_ = false;
+  uint64_t incarnation_ = 0;   // this run's, as the core's messages say it
   LinkTiming peer_timing_;     // as the peer's heartbeats announce it
   std::string timing_logged_;  // the mismatch last logged
   bool services_wanted_ = false;

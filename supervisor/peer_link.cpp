@@ -69,14 +69,15 @@ RestartConfig linkd_restart_policy(Duration dead_after) {
   return r;
 }
 
-PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers)
+PeerLink::PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers,
+                   uint64_t incarnation)
     : config_(config),
       key_(key),
       host_(host),
       handlers_(std::move(handlers)),
       restart_(linkd_restart_policy(config.peer ? config.peer->dead_after : Duration(1s))),
-      wanted_(config.peer || !config.endpoint_http.empty() ||
-              !config.endpoint_agent_check.empty()) {
+      wanted_(config.peer || !config.endpoint_http.empty() || !config.endpoint_agent_check.empty()),
+      incarnation_(incarnation) {
   io_.set<PeerLink, &PeerLink::on_output>(this);
   restart_timer_.set<PeerLink, &PeerLink::on_restart>(this);
   kill_timer_.set<PeerLink, &PeerLink::on_kill>(this);
@@ -142,6 +143,7 @@ void PeerLink::start() {
     ls.dead_after = config_.peer->dead_after;
   }
   ls.user = config_.user;
+  ls.incarnation = incarnation_;
   ls.endpoints = {config_.endpoint_http, config_.endpoint_agent_check,
                   config_.endpoint_agent_inactive};
   write_line(encode_config_line(ls));
@@ -366,6 +368,7 @@ void PeerLink::on_line(std::string_view line) {
       p.epoch = r.epoch;
       p.healthy = r.healthy;
       if (!parse_role(r.role, p.role)) p.role = Role::unknown;
+      p.incarnation = m->peer_value.incarnation;
       const LinkTiming& t = m->peer_value.timing;
       if (t.known() && !(t == peer_timing_)) {
         peer_timing_ = t;

@@ -48,7 +48,9 @@ class PeerLink {
     std::function<void(const LinkTiming&)> timing;
   };
 
-  PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers);
+  // incarnation: this supervisor run's, which linkd puts in every message to the peer.
+  PeerLink(const Config& config, const Key& key, ServiceHost& host, Handlers handlers,
+           uint64_t incarnation = 0);
   ~PeerLink();
   PeerLink(const PeerLink&) = delete;
   PeerLink& operator=(const PeerLink&) = delete;
@@ -97,6 +99,7 @@ class PeerLink {
   bool stopping_ = false;
   bool planned_ = false;      // a reload wants the running linkd replaced
   bool terminating_ = false;  // ... and it was told to stop
+  uint64_t incarnation_;
   bool heard_ = false;        // the running linkd has heard the peer
   LinkTiming peer_timing_;    // as the peer last announced it
   bool waited_busy_ = false;  // said once per replacement that it waits for a handshake

@@ -316,6 +316,7 @@ TEST_CASE("link lines: every supervisor -> linkd line round-trips through the co
   s.links = {{"127.0.0.1:1", "127.0.0.1:2"}, {"[::1]:3", "[::1]:4"}};
   s.heartbeat = std::chrono::milliseconds(100), s.dead_after = std::chrono::milliseconds(700);
   s.endpoints.http = "127.0.0.1:8080";
+  s.incarnation = 0xfeedfacecafebeef;
   std::string err;
   auto c = decode_to_linkd(encode_config_line(s), err);
   REQUIRE_MESSAGE(c, err);
@@ -327,6 +328,7 @@ TEST_CASE("link lines: every supervisor -> linkd line round-trips through the co
   CHECK(c->settings.heartbeat == std::chrono::milliseconds(100));
   CHECK(c->settings.dead_after == std::chrono::milliseconds(700));
   CHECK(c->settings.user == "nobody");
+  CHECK(c->settings.incarnation == 0xfeedfacecafebeef);
   CHECK(c->settings.endpoints.http == "127.0.0.1:8080");
 
   NodeReport r{"active", 7, true, "standby"};
@@ -407,6 +409,11 @@ TEST_CASE("link lines: every linkd -> supervisor line round-trips through the co
       err);
   REQUIRE_MESSAGE(h, err);
   CHECK(h->peer_value.timing == LinkTiming{50'000, 400'000});
+  CHECK(h->peer_value.incarnation == 0);
+  auto hi = decode_from_linkd(
+      encode_peer_line({PeerKind::quiesce, {"active", 4, true, "master"}, {}, 77}), err);
+  REQUIRE_MESSAGE(hi, err);
+  CHECK(hi->peer_value.incarnation == 77);
   CHECK(h->peer_value.timing.known());
   // Out of range (past a day, or what would wrap to a negative duration): as if not announced.
   CHECK_FALSE((LinkTiming{50'000, uint64_t(1) << 63}).known());
@@ -802,7 +809,9 @@ TEST_CASE("command inbox: each id passed on once, whatever the order") {
 
 TEST_CASE("two linkd processes: heartbeats with the role, commands once over two links, loss") {
   int a1 = free_udp_port(), a2 = free_udp_port(), b1 = free_udp_port(), b2 = free_udp_port();
-  Linkd a(settings("web1", "web2", {{addr(a1), addr(b1)}, {addr(a2), addr(b2)}}));
+  LinkdSettings sa = settings("web1", "web2", {{addr(a1), addr(b1)}, {addr(a2), addr(b2)}});
+  sa.incarnation = 4242;  // web1's supervisor run: in every heartbeat and command
+  Linkd a(sa);
   Linkd b(settings("web2", "web1", {{addr(b1), addr(a1)}, {addr(b2), addr(a2)}}));
   REQUIRE(a.wait_key("ready").is_object());
   REQUIRE(b.wait_key("ready").is_object());
@@ -817,11 +826,13 @@ TEST_CASE("two linkd processes: heartbeats with the role, commands once over two
   // With the timing a's linkd runs (settings' defaults), for b's supervisor to compare.
   CHECK(p["peer"]["heartbeat_us"] == 50'000);
   CHECK(p["peer"]["dead_after_us"] == 300'000);
+  CHECK(p["peer"]["incarnation"] == 4242);
 
   a.line(encode_send_line(PeerKind::takeover, {"stopping", 3, false, "master"}));
   json t = b.wait_line([](const json& j) { return is_peer(j, "takeover"); });
   REQUIRE(t.is_object());
   CHECK(t["peer"]["state"] == "stopping");
+  CHECK(t["peer"]["incarnation"] == 4242);
   // Sent on both links and retried until acknowledged, it is passed on once.
   REQUIRE(vt::eventually([&] { return a.stats()["commands_pending"] == 0; }));
   b.pass(0.3);

@@ -52,6 +52,62 @@ TEST_CASE("a release whose takeover is ignored or lost: the master serves again"
   CHECK(k.state() == NodeState::passive);
 }
 
+TEST_CASE("once the peer served after a handover, a peer back passive finds the master serving") {
+  // The peer took the role, then was killed and restarted (passive, at its epoch): the handover
+  // is long done, and the master must not wait out handover_timeout (chaos seed 4010).
+  Node n = released();
+  uint64_t served = n.epoch();
+  n.handle(hb(NodeState::starting, served + 1), 1s + 10ms);
+  n.handle(hb(NodeState::active, served + 1), 1s + 50ms);
+  CHECK(n.wait() == Wait::none);
+  // Restarted within dead_after: never lost, heard again passive.
+  n.handle(hb(NodeState::passive, served + 1), 2s + 300ms);
+  CHECK(n.state() == NodeState::starting);
+  CHECK(n.reason() == "both passive: the master serves");
+  // A stale heartbeat from before the handover (the peer serving at an older epoch) does not
+  // end the wait: the takeover may still be on its way.
+  Node k = released();
+  k.handle(hb(NodeState::active, k.epoch() - 1), 1s + 10ms);
+  k.handle(hb(NodeState::passive, k.epoch() - 1), 1s + 20ms);
+  CHECK(k.state() == NodeState::passive);
+  k.handle(ev(Event::tick), 1s + 5s);
+  CHECK(k.state() == NodeState::starting);
+}
+
+TEST_CASE("a takeover asked of a peer that restarted since is void: never both start") {
+  // web2 asked the active master to stop; the master crashed and came back (within dead_after:
+  // never lost), passive at the epoch it served at, and free to take the role as master.
+  // Reading that passive heartbeat as the `stopped` would start both (simulation seed 42).
+  auto from = [](NodeState s, uint64_t epoch, uint64_t run) {
+    Event e = hb(s, epoch);
+    e.message.incarnation = run;
+    return e;
+  };
+  Node n(policy(false), NodeState::passive, 2, 0s);
+  n.handle(from(NodeState::active, 3, 11), 0s);
+  n.handle(ev(Event::op_takeover), 1s);
+  REQUIRE(n.wait() == Wait::quiesce_sent);
+  n.handle(from(NodeState::passive, 3, 12), 1s + 100ms);  // a new run, passive at 3
+  CHECK(n.state() == NodeState::passive);
+  CHECK(n.wait() == Wait::none);
+  CHECK(n.reason() == "the peer restarted: the takeover asked of it is void");
+  n.handle(from(NodeState::starting, 4, 12), 1s + 120ms);  // it takes the role as master
+  CHECK(n.state() == NodeState::passive);
+  // The same run answering passive at that epoch is the answer (its `stopped` lost).
+  Node m(policy(false), NodeState::passive, 2, 0s);
+  m.handle(from(NodeState::active, 3, 11), 0s);
+  m.handle(ev(Event::op_takeover), 1s);
+  m.handle(from(NodeState::stopping, 3, 11), 1s + 50ms);
+  m.handle(from(NodeState::passive, 3, 11), 1s + 100ms);
+  CHECK(m.state() == NodeState::starting);
+  // A peer that does not say its run (0) is taken at its word, as before.
+  Node k(policy(false), NodeState::passive, 2, 0s);
+  k.handle(from(NodeState::active, 3, 11), 0s);
+  k.handle(ev(Event::op_takeover), 1s);
+  k.handle(from(NodeState::passive, 3, 0), 1s + 100ms);
+  CHECK(k.state() == NodeState::starting);
+}
+
 TEST_CASE("a node that handed over and then loses its peer waits before taking the role back") {
   // The takeover may have arrived: the peer may serve though silent (its linkd restarting, a
   // link flapping). Rule 3 waits for handed_over's deadline (simulation seed 21, 250,000 steps).

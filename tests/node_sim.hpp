@@ -192,6 +192,7 @@ class Sim {
   std::string delivering_tag_;
   Time both_since_{-1}, unhealthy_since_[2] = {Time(-1), Time(-1)}, nobody_since_{-1};
   Time last_linkd_restart_{-1};  // of either node
+  uint64_t boots_ = 0;           // supervisor starts, both nodes: each run's incarnation
   std::string overlap_kind_;
   Node n_[2];
 

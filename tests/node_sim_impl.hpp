@@ -5,7 +5,9 @@ namespace vac::sim {
 
 inline void Sim::boot(int i) {
   Node& x = n_[i];
-  x.core = std::make_unique<NodeCore>(policy(i), x.persisted, x.persisted_epoch, now_);
+  NodePolicy pol = policy(i);
+  pol.incarnation = ++boots_;  // a new run: every message says which
+  x.core = std::make_unique<NodeCore>(pol, x.persisted, x.persisted_epoch, now_);
   x.up = true;
   x.shutting = false;
   x.svc_running = x.svc_wanted = x.svc_ready = false;
