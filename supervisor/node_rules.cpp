@@ -156,9 +156,10 @@ bool R::learn(Core& n, const Event& e, Time now, Out&) {
       // The peer serves: the handover it was waiting for is done.
       if (serving_state(m.state) && (n.wait_ == Wait::handed_over || n.wait_ == Wait::shutdown))
         set_wait(n, Wait::none, now);
-      // Serving at a later epoch than ours, it acted on what we told it: that tell holds back
-      // nothing any more (a peer restarted passive since finds the master serving at once).
-      if (serving_state(m.state) && m.epoch > n.epoch_) n.told_peer_at_.reset();
+      // At a later epoch than ours, the peer took the role since we served: it acted on what we
+      // told it, and that tell holds back nothing any more (a peer restarted passive since
+      // finds the master serving at once). At our epoch it has not.
+      if (m.epoch > n.epoch_) n.told_peer_at_.reset();
       break;
     }
     case Event::peer_lost:

@@ -64,6 +64,14 @@ TEST_CASE("once the peer served after a handover, a peer back passive finds the 
   n.handle(hb(NodeState::passive, served + 1), 2s + 300ms);
   CHECK(n.state() == NodeState::starting);
   CHECK(n.reason() == "both passive: the master serves");
+  // Heard serving at our own epoch (both were active before the release, at equal epochs):
+  // it has not taken the role since; the tell still holds the master back.
+  Node e = released();
+  e.handle(hb(NodeState::active, e.epoch()), 1s + 10ms);
+  e.handle(hb(NodeState::passive, e.epoch()), 1s + 20ms);
+  CHECK(e.state() == NodeState::passive);
+  e.handle(ev(Event::tick), 1s + 5s);
+  CHECK(e.state() == NodeState::starting);
   // A stale heartbeat from before the handover (the peer serving at an older epoch) does not
   // end the wait: the takeover may still be on its way.
   Node k = released();
