@@ -162,6 +162,30 @@ Duration guard_fence(Duration heartbeat, Duration dead_after, Duration peer_dead
   return supervisor_lease(heartbeat, dead_after) + std::max<Duration>(margin / 2, Duration(0));
 }
 
+// Both nodes should run the same heartbeat and dead_after (vacataire.json(5)): each counts its
+// dead_after from the other's last heartbeat, and the guard's fence must come before the peer's
+// dead_after runs out. Unequal settings still work, with the shorter dead_after setting the
+// fence; settings where one side's dead_after is not longer than the other's heartbeat lose the
+// peer between two heartbeats, and failovers follow.
+std::string timing_mismatch(const std::string& peer, Duration heartbeat, Duration dead_after,
+                            const LinkTiming& peer_timing) {
+  if (!peer_timing.known()) return "";
+  Duration peer_hb(peer_timing.heartbeat_us), peer_dead(peer_timing.dead_after_us);
+  if (peer_hb == heartbeat && peer_dead == dead_after) return "";
+  std::string why =
+      cat("peer ", peer, " runs heartbeat ", format_duration(peer_hb), ", dead_after ",
+          format_duration(peer_dead), "; this node runs heartbeat ", format_duration(heartbeat),
+          ", dead_after ", format_duration(dead_after), ": set the same on both nodes");
+  if (peer_dead <= heartbeat)
+    why += "; the peer loses this node between two of its heartbeats";
+  else if (dead_after <= peer_hb)
+    why += "; this node loses the peer between two of its heartbeats";
+  if (peer_dead < dead_after)
+    why += cat("; the guard's fence is shortened to ",
+               format_duration(guard_fence(heartbeat, dead_after, peer_dead)));
+  return why;
+}
+
 const char* to_string(PeerKind k) {
   switch (k) {
     case PeerKind::heartbeat:

@@ -129,6 +129,11 @@ struct LinkTiming {
   bool operator==(const LinkTiming&) const = default;
 };
 
+// What is wrong with the peer's announced heartbeat and dead_after next to this node's, in words
+// for the log and status; "" when they are the same, or not announced.
+std::string timing_mismatch(const std::string& peer, Duration heartbeat, Duration dead_after,
+                            const LinkTiming& peer_timing);
+
 struct PeerLine {
   PeerKind kind = PeerKind::heartbeat;
   NodeReport report;

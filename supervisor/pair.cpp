@@ -465,27 +465,10 @@ Duration Pair::guard_fence() const {
   return vac::guard_fence(p.heartbeat, p.dead_after, peer_dead);
 }
 
-// Both nodes should run the same heartbeat and dead_after (vacataire.json(5)): each counts its
-// dead_after from the other's last heartbeat, and the guard's fence must come before the peer's
-// dead_after runs out. Unequal settings still work, with the shorter dead_after setting the
-// fence; settings where one side's dead_after is not longer than the other's heartbeat lose the
-// peer between two heartbeats, and failovers follow.
 std::string Pair::timing_mismatch() const {
-  if (!config_.peer || !peer_timing_.known()) return "";
+  if (!config_.peer) return "";
   const PeerConfig& p = *config_.peer;
-  Duration peer_hb(peer_timing_.heartbeat_us), peer_dead(peer_timing_.dead_after_us);
-  if (peer_hb == p.heartbeat && peer_dead == p.dead_after) return "";
-  std::string why =
-      cat("peer ", p.name, " runs heartbeat ", format_duration(peer_hb), ", dead_after ",
-          format_duration(peer_dead), "; this node runs heartbeat ", format_duration(p.heartbeat),
-          ", dead_after ", format_duration(p.dead_after), ": set the same on both nodes");
-  if (peer_dead <= p.heartbeat)
-    why += cat("; the peer loses this node between two of its heartbeats");
-  else if (p.dead_after <= peer_hb)
-    why += cat("; this node loses the peer between two of its heartbeats");
-  if (peer_dead < p.dead_after)
-    why += cat("; the guard's fence is shortened to ", format_duration(guard_fence()));
-  return why;
+  return vac::timing_mismatch(p.name, p.heartbeat, p.dead_after, peer_timing_);
 }
 
 void Pair::check_timing() {

@@ -356,6 +356,24 @@ TEST_CASE("link lines: every supervisor -> linkd line round-trips through the co
         std::chrono::milliseconds(150));
 }
 
+TEST_CASE("a peer's timing other than this node's is put in words, with what it costs") {
+  using std::chrono::milliseconds;
+  Duration hb = milliseconds(30), dead = milliseconds(700);
+  CHECK(timing_mismatch("web2", hb, dead, {}) == "");  // not announced
+  CHECK(timing_mismatch("web2", hb, dead, {30'000, 700'000}) == "");
+  CHECK(timing_mismatch("web2", hb, dead, {20'000, 600'000}) ==
+        "peer web2 runs heartbeat 20ms, dead_after 600ms; this node runs heartbeat 30ms, "
+        "dead_after 700ms: set the same on both nodes; the guard's fence is shortened to 635ms");
+  CHECK(timing_mismatch("web2", hb, dead, {20'000, 800'000}) ==
+        "peer web2 runs heartbeat 20ms, dead_after 800ms; this node runs heartbeat 30ms, "
+        "dead_after 700ms: set the same on both nodes");
+  CHECK(timing_mismatch("web2", hb, dead, {20'000, 25'000})
+            .find("; the peer loses this node between two of its heartbeats; the guard's fence "
+                  "is shortened to ") != std::string::npos);
+  CHECK(timing_mismatch("web2", hb, dead, {900'000, 2'000'000})
+            .find("; this node loses the peer between two of its heartbeats") != std::string::npos);
+}
+
 TEST_CASE(
     "the guard's fence comes before the peer can take over, whichever dead_after is shorter") {
   using std::chrono::milliseconds;
